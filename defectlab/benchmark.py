@@ -8,8 +8,11 @@ held out (`defectlab.data.few_shot_split`; held-out defects are never seen in tr
 pool of synthetic defects with each method (learned methods are first fitted on the few-shot
 support set); train one `SegmentationDetector` per run and test it on held-out defects plus
 held-out good images. Runs: `fewshot` (real few-shot defects only), `<method>` (its synthetic
-defects only) and `<method>+fewshot` (both). Beside the detection metrics, each method's KID and
-FID (synthetic vs held-out real defects) and the rank correlation of quality with detection.
+defects only) and `<method>+fewshot` (both). Feature-space methods (SimpleNet, GLASS global) make
+their anomalies in feature space and are detectors themselves: their single run `<method>` tests
+the method's own `score()` maps, fitted on the good training images. Beside the detection metrics,
+each pixel-space method's KID and FID (synthetic vs held-out real defects) and the rank correlation
+of quality with detection.
 
 Writes `results.json`, `results.md`, `pr_curves.png`, `detections.png` and `runs/` (one JSON per
 run and seed: an interrupted benchmark resumes where it stopped). Every file is written atomically.
@@ -54,13 +57,22 @@ class BenchmarkConfig:
     detector: dict = field(default_factory=dict)  # DetectorParams overrides
     grid_images: int = 5  # test images shown in detections.png
     embedded: dict = field(default_factory=dict)  # build_embedded counts (n_train, n_test_good, n_test_defect)
+    method_params: dict = field(default_factory=dict)  # {method: {parameter: value}} over its published defaults
     command: str | None = None
 
     def run_names(self) -> list[str]:
         names = [FEWSHOT] if self.shots > 0 else []
         for m in self.methods:
-            names += [m, f"{m}+{FEWSHOT}"] if self.shots > 0 else [m]
+            names += [m, f"{m}+{FEWSHOT}"] if self.shots > 0 and not scores_itself(m) else [m]
         return names
+
+
+def scores_itself(method: str) -> bool:
+    """A method whose anomalies live in feature space: it returns images unchanged, so a detector
+    trained on its samples learns nothing; its own `score(image)` map is what gets tested."""
+    from . import registry
+
+    return callable(getattr(registry.get(method), "score", None))
 
 
 def _open_dataset(cfg: BenchmarkConfig):
@@ -85,6 +97,13 @@ def _validate(cfg: BenchmarkConfig):
         raise DefectlabError(f"--methods: a method is listed twice: {', '.join(cfg.methods)}")
     for m in cfg.methods:
         registry.get(m)  # unknown name -> DefectlabError listing the known ones
+    for m, params in cfg.method_params.items():
+        if m not in cfg.methods:
+            raise DefectlabError(f"--method-param: {m!r} is not among --methods ({', '.join(cfg.methods)})")
+        try:
+            registry.create(m, **params)
+        except (TypeError, ValueError) as exc:
+            raise DefectlabError(f"--method-param: {m} does not take {params}: {exc}") from exc
     if not cfg.seeds:
         raise DefectlabError("--seeds: give at least one seed")
     if cfg.quality not in ("all", "first", "none"):
@@ -152,12 +171,17 @@ def _prepare_out(out: Path, cfg: dict, overwrite: bool) -> None:
                                  "(or pass --overwrite to write into it)")
         else:
             old = json.loads(cfg_file.read_text())
-            diff = [k for k in _RESUME_KEYS if old.get(k) != cfg.get(k)]
+            diff = [k for k in _RESUME_KEYS if (old.get(k) or None) != (cfg.get(k) or None)]  # {} == absent
+            # every method that ever ran here keeps its parameters on record; a method may join, not change
+            before = old.get("method_params") or {}
+            if any(m in before and before[m] != cfg["method_params"].get(m, {}) for m in cfg["methods"]):
+                diff.append("method_params")
             if diff:
                 raise DefectlabError(f"{out}: holds an interrupted benchmark with a different {', '.join(diff)}; "
                                      "pass --overwrite or choose another --out")
     (out / "runs").mkdir(parents=True, exist_ok=True)
-    _write_json(cfg_file, cfg)
+    before = (json.loads(cfg_file.read_text()).get("method_params") or {}) if cfg_file.is_file() else {}
+    _write_json(cfg_file, dict(cfg, method_params={**before, **{m: cfg["method_params"].get(m, {}) for m in cfg["methods"]}}))
 
 
 def _run_file(out: Path, run: str, seed: int) -> Path:
@@ -189,8 +213,6 @@ def _grid_indices(prepared, n: int) -> list[int]:
 def _train_and_test(run: str, seed: int, cfg: BenchmarkConfig, prepared, defects, out: Path, show_progress: bool) -> dict:
     from .detect import SegmentationDetector
     from .detect.prepare import stable_id
-    from .detect.report import pr_curves
-    from .metrics.detection import evaluate
 
     t0 = time.time()
     det = SegmentationDetector(**{"steps": cfg.steps, **cfg.detector})
@@ -198,18 +220,40 @@ def _train_and_test(run: str, seed: int, cfg: BenchmarkConfig, prepared, defects
             foregrounds=prepared.foregrounds, show_progress=show_progress, desc=f"{run} seed {seed}")
     t1 = time.time()
     maps, scores = det.predict(prepared.test_images)
+    extra = {"train_defects": len(defects), "loss_first": float(np.mean(det.losses[:10])),
+             "loss_last": float(np.mean(det.losses[-10:])), "device": det.device}
+    return _test_and_record(run, seed, cfg, prepared, maps, scores, det.params.top_k, t1 - t0, time.time() - t1,
+                            extra, out)
+
+
+def _score_and_test(run: str, seed: int, cfg: BenchmarkConfig, prepared, method, fit_seconds: float, out: Path) -> dict:
+    """Test a feature-space method through its own anomaly maps. They are min-max scaled over the
+    whole test set into [0, 1] (one monotone map: the rank metrics do not change) for the PR curves;
+    the image score is the map's maximum (SimpleNet Sec. 3.6)."""
+    t1 = time.time()
+    raw = np.stack([method.score(im) for im in prepared.test_images]).astype(np.float32)
+    lo, hi = float(raw.min()), float(raw.max())
+    maps = (raw - lo) / (hi - lo) if hi > lo else np.zeros_like(raw)
+    scores = maps.reshape(len(maps), -1).max(axis=1)
+    extra = {"train_defects": 0, "detector": "the method's own score()", "device": "cpu"}
+    return _test_and_record(run, seed, cfg, prepared, maps, scores, 100, fit_seconds, time.time() - t1, extra, out)
+
+
+def _test_and_record(run, seed, cfg, prepared, maps, scores, top_k, train_seconds, test_seconds, extra, out) -> dict:
+    from .detect.report import pr_curves
+    from .metrics.detection import evaluate
+
     masks = np.stack(prepared.test_masks)
     metrics = {k: (float(v) if v is not None else None) for k, v in
-               evaluate(masks, maps, scores=scores, top_k=det.params.top_k).items()}
+               evaluate(masks, maps, scores=scores, top_k=top_k).items()}
     grid = _grid_indices(prepared, cfg.grid_images)
     buf = io.BytesIO()
     np.savez_compressed(buf, maps=maps[grid].astype(np.float16), index=np.asarray(grid))
     atomic_write_bytes(_run_file(out, run, seed).with_suffix(".npz"), buf.getvalue())
     result = {"run": run, "method": run.split("+")[0], "seed": seed, "metrics": metrics,
-              "train_defects": len(defects), "train_goods": len(prepared.goods), "split": prepared.meta,
-              "loss_first": float(np.mean(det.losses[:10])), "loss_last": float(np.mean(det.losses[-10:])),
-              "train_seconds": round(t1 - t0, 2), "test_seconds": round(time.time() - t1, 2),
-              "device": det.device, "curves": pr_curves(masks, maps, scores)}
+              "train_goods": len(prepared.goods), "split": prepared.meta, **extra,
+              "train_seconds": round(train_seconds, 2), "test_seconds": round(test_seconds, 2),
+              "curves": pr_curves(masks, maps, scores)}
     _write_json(_run_file(out, run, seed), result)
     return result
 
@@ -231,11 +275,11 @@ def _scalar(value) -> float:
     return float(getattr(value, "mean", value))
 
 
-def _build_method(name: str, prepared, seed: int):
+def _build_method(name: str, prepared, seed: int, params: dict | None = None):
     from . import registry
     from .detect.prepare import stable_id
 
-    method = registry.create(name)
+    method = registry.create(name, **(params or {}))
     if getattr(method, "needs_fit", False):
         rng = np.random.default_rng([seed, stable_id(name), 2**31])
         method.fit(prepared.goods, prepared.support, rng, foregrounds=prepared.foregrounds)
@@ -259,13 +303,20 @@ def _run_seed(seed: int, split, cfg: BenchmarkConfig, cache, out: Path, show_pro
         _train_and_test(FEWSHOT, seed, cfg, ready(), ready().support, out, show_progress)
         bar.update()
     for m in cfg.methods:
+        if scores_itself(m):
+            if m in todo:
+                t0 = time.time()
+                method = _build_method(m, ready(), seed, cfg.method_params.get(m))
+                _score_and_test(m, seed, cfg, ready(), method, time.time() - t0, out)
+                bar.update()
+            continue
         runs = [r for r in (m, f"{m}+{FEWSHOT}") if r in todo]
         wanted = cfg.quality == "all" or (cfg.quality == "first" and seed == cfg.seeds[0])
         need_quality = wanted and not _quality_file(out, m, seed).is_file()
         if not runs and not need_quality:
             continue
         t0 = time.time()
-        method = _build_method(m, ready(), seed)
+        method = _build_method(m, ready(), seed, cfg.method_params.get(m))
         pool = synthesize_pool(method, ready(), cfg.n_synthetic, seed, m, show_progress=show_progress)
         synth_seconds = time.time() - t0
         if need_quality:
@@ -368,6 +419,14 @@ def _markdown(cfg: BenchmarkConfig, results: dict) -> str:
               "real defect images "
               f"({'every seed' if cfg.quality == 'all' else 'first seed only' if cfg.quality == 'first' else 'not computed'}; "
               "same value on both rows of a method).", ""]
+    scorers = [m for m in cfg.methods if scores_itself(m)]
+    if scorers:
+        lines += [", ".join(f"`{m}`" for m in scorers) + ": feature-space method(s), tested through their own anomaly "
+                  "maps (`score()`, fitted on the good training images; no detector, and no KID / FID: they leave "
+                  "pixels unchanged).", ""]
+    if cfg.method_params:
+        lines += ["Method parameters over the published defaults: " + "; ".join(
+            f"`{m}` " + ", ".join(f"{k}={v}" for k, v in ps.items()) for m, ps in cfg.method_params.items()) + ".", ""]
     if FEWSHOT in s and s[FEWSHOT]["pixel_ap"]["mean"] is not None:
         base = s[FEWSHOT]
         best = max((r for r in s if r.endswith(f"+{FEWSHOT}")), key=lambda r: s[r]["pixel_ap"]["mean"] or -1, default=None)
@@ -399,11 +458,12 @@ def run_benchmark(data: str | Path | None, category: str, methods: Sequence[str]
                   format: str = "auto", shots: int = 10, seeds: Sequence[int] = (0, 1, 2), size: int = 256,
                   steps: int = 500, n_synthetic: int = 200, quality: bool | str = "all", detector: dict | None = None,
                   embedded: dict | None = None, quality_images: int = 100, threads: int | None = None, overwrite: bool = False,
-                  show_progress: bool = True, command: str | None = None) -> dict:
+                  method_params: dict | None = None, show_progress: bool = True, command: str | None = None) -> dict:
     """Run the protocol (module docstring) and write its outputs under `out`; returns results.json's content.
 
     `embedded`: with `format="embedded"`, counts for `build_embedded` (n_train, n_test_good, n_test_defect);
-    its default of 3 defects per type only allows `shots` <= 2. `threads`: torch CPU threads for the
+    its default of 3 defects per type only allows `shots` <= 2. `method_params`: {method: {parameter: value}}
+    passed to `registry.create`, e.g. {"texture_gan": {"steps": 600}}. `threads`: torch CPU threads for the
     whole run (restored after); 1 is fastest on a machine whose cores other jobs are using."""
     from .detect.detector import torch_threads
 
@@ -411,11 +471,11 @@ def run_benchmark(data: str | Path | None, category: str, methods: Sequence[str]
         return _run_benchmark(data, category, methods, out, format=format, shots=shots, seeds=seeds, size=size,
                               steps=steps, n_synthetic=n_synthetic, quality=quality, detector=detector,
                               embedded=embedded, quality_images=quality_images, overwrite=overwrite,
-                              show_progress=show_progress, command=command)
+                              method_params=method_params, show_progress=show_progress, command=command)
 
 
 def _run_benchmark(data, category, methods, out, *, format, shots, seeds, size, steps, n_synthetic, quality, detector,
-                   embedded, quality_images, overwrite, show_progress, command) -> dict:
+                   embedded, quality_images, overwrite, method_params, show_progress, command) -> dict:
     from .bench import machine_info
     from .detect.prepare import ImageCache
     from .detect.report import summarize
@@ -425,7 +485,8 @@ def _run_benchmark(data, category, methods, out, *, format, shots, seeds, size, 
                           format=format, shots=int(shots), seeds=[int(s) for s in seeds], size=int(size),
                           steps=int(steps), n_synthetic=int(n_synthetic),
                           quality={True: "all", False: "none"}.get(quality, quality), quality_images=int(quality_images),
-                          detector=dict(detector or {}), embedded=dict(embedded or {}), command=command)
+                          detector=dict(detector or {}), embedded=dict(embedded or {}),
+                          method_params={m: dict(v) for m, v in (method_params or {}).items()}, command=command)
     dataset, splits = _validate(cfg)
     out = Path(out)
     _prepare_out(out, asdict(cfg), overwrite)
@@ -476,10 +537,32 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--embedded-counts", type=_csv(int), metavar="TRAIN,GOOD,DEFECT",
                    help="with --format embedded: good training images, good test images and defects per type "
                         "to build (e.g. 60,20,15; the small default allows --shots <= 2)")
+    p.add_argument("--method-param", action="append", type=_method_param, default=[], metavar="METHOD.NAME=VALUE",
+                   help="override one of a method's parameters (repeatable), e.g. texture_gan.steps=600; "
+                        "VALUE is read as JSON, else as a string")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's; 1 is best on a busy machine)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
     return p
+
+
+def _method_param(text: str) -> tuple[str, str, object]:
+    key, sep, value = text.partition("=")
+    method, dot, name = key.partition(".")
+    if not (sep and dot and method and name):
+        raise argparse.ArgumentTypeError(f"expected METHOD.NAME=VALUE, got {text!r}")
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError:
+        parsed = value
+    return method.strip(), name.strip(), parsed
+
+
+def _method_params(args) -> dict:
+    out: dict[str, dict] = {}
+    for method, name, value in getattr(args, "method_param", None) or []:
+        out.setdefault(method, {})[name] = value
+    return out
 
 
 def add_benchmark_parser(subparsers) -> argparse.ArgumentParser:
@@ -517,6 +600,8 @@ def _command_line(args: argparse.Namespace) -> str:
                         ("--out", args.out)):
         if value not in (None, ""):
             parts += [flag, str(value)]
+    for method, name, value in getattr(args, "method_param", None) or []:
+        parts += ["--method-param", f"{method}.{name}={value if isinstance(value, str) else json.dumps(value)}"]
     parts += ["--overwrite"] if args.overwrite else []
     return shlex.join(parts)
 
@@ -525,7 +610,7 @@ def main(args: argparse.Namespace) -> int:
     results = run_benchmark(args.data, args.category, args.methods, args.out, format=args.format, shots=args.shots,
                             seeds=args.seeds, size=args.size, steps=args.steps, n_synthetic=args.n_synthetic,
                             quality=args.quality, quality_images=args.quality_images, overwrite=args.overwrite, embedded=_embedded_counts(args),
-                            threads=args.threads,
+                            threads=args.threads, method_params=_method_params(args),
                             command=_command_line(args))
     out = Path(args.out)
     print((out / "results.md").read_text())

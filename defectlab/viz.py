@@ -32,6 +32,20 @@ def sample_row(good: np.ndarray, sample: Sample) -> list[np.ndarray]:
     return [to_rgb(good), to_rgb(sample.image), to_rgb(sample.mask.astype(np.float32)), overlay(sample.image, sample.mask)]
 
 
+def zoom(image: np.ndarray, mask: np.ndarray, margin: float = 0.5, min_side: int = 32) -> np.ndarray:
+    """The square crop around the mask (its bounding box grown by `margin` of its side, at least
+    `min_side` px), in RGB: thin defects vanish at full-image scale."""
+    ys, xs = np.nonzero(mask)
+    if not len(ys):
+        return to_rgb(image)
+    h, w = mask.shape
+    side = int(max(np.ptp(ys) + 1, np.ptp(xs) + 1, min_side / (1 + 2 * margin)) * (1 + 2 * margin))
+    side = min(side, h, w)
+    cy, cx = (ys.min() + ys.max()) // 2, (xs.min() + xs.max()) // 2
+    y0, x0 = int(np.clip(cy - side // 2, 0, h - side)), int(np.clip(cx - side // 2, 0, w - side))
+    return to_rgb(image)[y0:y0 + side, x0:x0 + side]
+
+
 def grid_figure(rows: Sequence[Sequence[np.ndarray]], row_labels: Sequence[str] | None = None,
                 col_labels: Sequence[str] = ("good", "synthetic", "mask", "overlay"), cell: float = 2.0):
     """A matplotlib figure laying out `rows` of panels with labels."""

@@ -201,3 +201,27 @@ def test_registered_method_fits_and_generates(monkeypatch, rng):
     assert out.image.shape == good.shape and out.mask.any() and out.meta["prompt"] == "a washer with a crack"
     assert np.array_equal(out.image, again.image)
     assert np.array_equal(out.image[~out.mask], good[~out.mask])  # resized back: original pixels outside the mask
+
+
+def test_generate_cli_writes_samples_and_a_gallery_then_resumes(tmp_path, capsys):
+    from defectlab.adabldm.checkpoint import save_checkpoint
+    from defectlab.adabldm.generate import main
+    from defectlab.config import quick
+    from defectlab.data import read_manifest
+
+    run = tmp_path / "run"
+    save_checkpoint(run, AdaBLDMModel(tiny_config(VOCAB + ["contamination"]), seed=0), step=1)
+    out = tmp_path / "samples"
+    args = ["--checkpoint", str(run), "--data", "embedded", "--category", "washer", "--shots", "1", "--n", "2",
+            "--out", str(out)]
+    with quick():  # 10 sampling steps and 10 adaptation iterations
+        assert main(args) == 0
+        entries = read_manifest(out)
+        assert len(entries) == 2 and all(e["label"] == "adabldm" and e["meta"]["prompt"].startswith("a washer with a")
+                                         for e in entries)
+        assert (out / "gallery.png").read_bytes()[:4] == b"\x89PNG"
+        first = (out / entries[0]["file"]).stat().st_mtime_ns
+        assert main(args[:-4] + ["--n", "3", "--out", str(out)]) == 0  # resumes: one more, the first two untouched
+        assert len(read_manifest(out)) == 3 and (out / entries[0]["file"]).stat().st_mtime_ns == first
+    assert main(["--checkpoint", str(tmp_path / "none"), "--out", str(tmp_path / "x")]) == 2
+    assert "no AdaBLDM checkpoint" in capsys.readouterr().err

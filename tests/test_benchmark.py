@@ -148,3 +148,51 @@ def test_cli_subcommand(tmp_path, tiny_root, capsys):
     assert main(base + ["--methods", "cutpaste", "--out", str(tmp_path / "b")]) == 0
     assert "| `cutpaste+fewshot` |" in capsys.readouterr().out
     assert "defectlab benchmark --data" in (tmp_path / "b" / "results.md").read_text()
+
+
+def test_feature_methods_are_tested_through_their_own_score_maps(tmp_path, tiny_root):
+    """SimpleNet returns images unchanged: its one run tests `score()`, not a detector trained on no-op samples."""
+    from defectlab.benchmark import _build_method
+    from defectlab.config import quick
+    from defectlab.detect.detector import torch_threads
+    from defectlab.metrics.detection import evaluate
+
+    out = tmp_path / "bench"
+    with quick():
+        res = run_benchmark(tiny_root, "brick", ["cutpaste", "simplenet"], out, format="mvtec", shots=1, seeds=[0],
+                            quality="none", **FAST)
+        assert {r["run"] for r in res["runs"]} == {"fewshot", "cutpaste", "cutpaste+fewshot", "simplenet"}
+        run = next(r for r in res["runs"] if r["run"] == "simplenet")
+        assert run["train_defects"] == 0 and run["detector"] == "the method's own score()"
+        # the same fit (same seed) scored by hand gives the same rank metrics: min-max scaling changes none
+        ds = defectlab.data.open_dataset(tiny_root, "mvtec")
+        prep = prepare_split(few_shot_split(ds, "brick", 1, seed=0), ImageCache(32), show_progress=False)
+        with torch_threads(1):
+            method = _build_method("simplenet", prep, 0)
+    with torch_threads(1):
+        maps = np.stack([method.score(im) for im in prep.test_images])
+    expected = evaluate(np.stack(prep.test_masks), maps, scores=maps.reshape(len(maps), -1).max(axis=1))
+    for key in ("image_auroc", "pixel_auroc", "pixel_ap", "aupro"):
+        assert run["metrics"][key] == pytest.approx(expected[key], abs=1e-6)
+    assert "| `simplenet` |" in (out / "results.md").read_text()
+
+
+def test_method_parameters_reach_the_method_and_are_checked_first(tmp_path, tiny_root, capsys):
+    from defectlab.cli import main
+
+    base = ["benchmark", "--data", str(tiny_root), "--format", "mvtec", "--category", "brick", "--shots", "1",
+            "--seeds", "0", "--size", "32", "--steps", "2", "--n-synthetic", "2", "--threads", "1", "--quality", "none",
+            "--methods", "cutpaste"]
+    assert main(base + ["--method-param", "cutpaste.no_such=1", "--out", str(tmp_path / "a")]) == 2
+    assert "cutpaste: unknown parameter(s) no_such" in capsys.readouterr().err and not (tmp_path / "a").exists()
+    assert main(base + ["--method-param", "draem.steps=3", "--out", str(tmp_path / "b")]) == 2
+    assert "'draem' is not among --methods" in capsys.readouterr().err
+    out = tmp_path / "c"
+    assert main(base + ["--method-param", "cutpaste.area_ratio=[0.3, 0.4]", "--out", str(out)]) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["method_params"] == {"cutpaste": {"area_ratio": [0.3, 0.4]}}
+    assert "--method-param 'cutpaste.area_ratio=[0.3, 0.4]'" in (out / "results.md").read_text()
+    # a different parameter is a different benchmark: no silent resume into the same folder
+    (out / "results.json").unlink()
+    assert main(base + ["--method-param", "cutpaste.area_ratio=[0.1, 0.2]", "--out", str(out)]) == 2
+    assert "different method_params" in capsys.readouterr().err

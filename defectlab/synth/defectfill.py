@@ -38,10 +38,12 @@ from .training import (check_goods, crop_box, perlin_region, place_real_mask, re
 
 @dataclass
 class DefectFillParams:
-    lambda_defect: float = 0.5  # DefectFill Sec. 4.1 (our reading; not re-checked against the text here)
-    lambda_object: float = 0.2  # DefectFill Sec. 4.1 (our reading)
-    lambda_attention: float = 0.05  # DefectFill Sec. 4.1 (our reading)
-    alpha: float = 0.3  # DefectFill Sec. 3.2: background weight in the object loss (our reading)
+    # The three weights: DefectFill Sec. 4.1, as a public re-implementation (vishwajeet-singh-bhati/defectfill,
+    # configs/config.yaml) also quotes them; the paper's text itself was not reachable from here.
+    lambda_defect: float = 0.5  # DefectFill Sec. 4.1
+    lambda_object: float = 0.2  # DefectFill Sec. 4.1
+    lambda_attention: float = 0.05  # DefectFill Sec. 4.1
+    alpha: float = 0.3  # DefectFill Sec. 3.2: background weight (< 1) in the object loss; value not confirmed
     lambda_prior: float = 0.5  # ours: inpainting of good windows (replaces the pretrained model)
     boxes: tuple[int, int] = (1, 4)  # ours: random boxes per object-loss mask
     inference_steps: int = 50  # ours (DDPM respaced; AnomalyDiffusion samples with 50 DDIM steps)
