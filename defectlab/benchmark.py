@@ -376,7 +376,6 @@ def _load_runs(cfg: BenchmarkConfig, out: Path) -> tuple[list[dict], dict]:
 
 
 def _plots(cfg: BenchmarkConfig, out: Path, cache, splits) -> None:
-    from .detect.prepare import prepare_split
     from .detect.report import detection_grid, pr_figure
     from .viz import save_figure
 

@@ -269,7 +269,8 @@ def affine_jitter_place(defect_mask: np.ndarray, foreground: np.ndarray | None, 
     coordinates, so `cv2.warpAffine(defect_image, M, (W, H))` moves the defect's pixels the same way.
     The target size is `foreground.shape` (or `shape`, or the mask's). After `max_tries` placements
     that leave the foreground, `on_fail="raise"` raises a DefectlabError; `on_fail="clip"` returns
-    the try with the largest share inside the foreground, cut to the foreground (documented fallback)."""
+    the try with the largest share inside the foreground, cut to the foreground, and shrinks a defect
+    too large for the target image until it fits (documented fallbacks)."""
     src = np.asarray(defect_mask).astype(bool)
     if src.ndim != 2 or not src.any():
         raise DefectlabError(f"affine_jitter_place: defect_mask must be a non-empty 2-D mask, got shape {src.shape}")
@@ -283,11 +284,17 @@ def affine_jitter_place(defect_mask: np.ndarray, foreground: np.ndarray | None, 
     src_u8 = src.astype(np.uint8)
     best = (-1.0, None, None)
     for _ in range(max_tries):
-        m = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), float(rng.uniform(*rotation)), float(rng.uniform(*scale)))
+        angle, factor = float(rng.uniform(*rotation)), float(rng.uniform(*scale))
+        m = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), angle, factor)
         moved = pts @ m[:, :2].T + m[:, 2]
         lo, hi = moved.min(axis=0), moved.max(axis=0)
-        if (hi - lo)[0] >= target[1] or (hi - lo)[1] >= target[0]:
-            continue  # too big for the image at this angle/scale
+        room = min((target[1] - 1) / max(hi[0] - lo[0], 1e-9), (target[0] - 1) / max(hi[1] - lo[1], 1e-9))
+        if room < 1:  # too big for the image at this angle/scale (e.g. a mask from a larger image)
+            if on_fail != "clip":
+                continue
+            m = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), angle, factor * room * 0.98)
+            moved = pts @ m[:, :2].T + m[:, 2]
+            lo, hi = moved.min(axis=0), moved.max(axis=0)
         ty, tx = random_foreground_point(fg, rng)
         shift = np.array([tx, ty], float) - centre  # put the defect's centre on a foreground pixel ...
         shift = np.clip(shift, -lo, np.array([target[1] - 1, target[0] - 1]) - hi)  # ... but keep it in the image

@@ -131,3 +131,14 @@ def test_dilate_on_latent_grid():
 def test_gallery_panels():
     panels, names = masks.gallery((64, 72), np.random.default_rng(0), foreground=ring((64, 72)))
     assert len(panels) == len(names) >= 8 and all(p.shape == (64, 72, 3) for p in panels)
+
+
+def test_affine_jitter_place_clip_shrinks_a_mask_from_a_larger_image():
+    """Magnetic Tile images differ in size: a defect mask from a big image must still land in a small one."""
+    big = np.zeros((400, 400), bool)
+    big[20:380, 30:370] = True
+    fg = np.ones((100, 120), bool)
+    with pytest.raises(DefectlabError, match="could not place"):
+        masks.affine_jitter_place(big, fg, np.random.default_rng(0))
+    placed, _ = masks.affine_jitter_place(big, fg, np.random.default_rng(0), on_fail="clip")
+    assert placed.shape == (100, 120) and placed.sum() > 0.3 * fg.sum()

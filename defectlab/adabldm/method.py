@@ -8,7 +8,6 @@ import cv2
 import numpy as np
 
 from ..config import quick_mode
-from ..errors import DefectlabError
 from ..registry import register
 from ..sample import Sample, as_image, as_mask
 from .params import AdaptParams, ModelConfig, OFFLINE_TRAIN, SamplerParams, TrainParams, tiny_config

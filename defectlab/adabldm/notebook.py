@@ -156,7 +156,7 @@ def few_shot_data(category: str = "washer", shots: int = 2, seed: int = 0, size:
 def quick_model(data: FewShot, rng, steps: int = 40, size: int = 64):
     """A tiny model trained for a few steps (seconds): shows the procedure, not the quality."""
     from .model import AdaBLDMModel
-    from .pairs import _resize, _resize_mask, make_pairs
+    from .pairs import make_pairs
     from .params import TrainParams, tiny_config
     from .pipeline import AdaBLDM
     from .prompts import vocabulary_for

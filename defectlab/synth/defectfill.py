@@ -26,14 +26,13 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..errors import DefectlabError
 from ..progress import progress
 from ..registry import register
-from ..sample import Sample, as_image, as_mask
+from ..sample import Sample, as_mask
 from . import diffusion
 from .patches import augment_pairs, crop, defect_windows, paste, random_windows
-from .training import (check_goods, crop_box, perlin_region, place_real_mask, require_defects, require_fitted,
-                       require_rng, seeded_init, work)
+from .training import (check_goods, crop_box, fitted_input, perlin_region, place_real_mask,
+                       require_defects, require_region, require_rng, seeded_init, work)
 
 
 @dataclass
@@ -190,10 +189,7 @@ class DefectFill:
     def __call__(self, image, rng, *, foreground=None, mask=None) -> Sample:
         """Inpaint a defect into `image` inside `mask` (default: a real defect mask moved to a random
         spot in the foreground)."""
-        require_fitted(self, "calling it")
-        image = as_image(image)
-        if image.shape[2] != self.channels_:
-            raise DefectlabError(f"image: {image.shape[2]} channels, the model was fitted on {self.channels_}")
+        image = fitted_input(self, image)
         shape = image.shape[:2]
         if mask is not None:
             region = as_mask(mask, shape)
@@ -201,8 +197,7 @@ class DefectFill:
             region = place_real_mask(shape, rng, self.masks_, foreground)
         if region is None or not region.any():
             region = perlin_region(shape, rng, foreground) if mask is None else region
-        if not region.any():
-            raise DefectlabError("mask: empty; give a mask with at least one pixel")
+        require_region(region)
         window = crop_box(region, min(self.size_, *shape), self.params.context)
         # a mask larger than the window (context < 1 or huge defects) would be clipped: keep what fits
         inside = np.zeros(shape, bool)

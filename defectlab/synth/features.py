@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import DefectlabError
 from ..progress import progress
 from ..sample import Sample, as_image, as_mask
-from .training import check_goods, perlin_region, require_fitted, require_rng, seeded_init, to_tensor, work
+from .training import check_goods, perlin_region, require_fitted, require_region, require_rng, seeded_init, to_tensor, work
 
 
 # --------------------------------------------------------------------------- encoders
@@ -270,9 +270,7 @@ class FeatureSpaceMethod:
         require_fitted(self, "calling it")
         image = as_image(image)
         shape = image.shape[:2]
-        region = as_mask(mask, shape) if mask is not None else perlin_region(shape, rng, foreground)
-        if not region.any():
-            raise DefectlabError("mask: empty; give a mask with at least one pixel")
+        region = require_region(as_mask(mask, shape) if mask is not None else perlin_region(shape, rng, foreground))
         cells = grid_mask(region, self.grid_)
         out = upsample_grid_mask(cells, shape)
         meta = {"method": self.name, "family": "feature", "pixels_changed": False,

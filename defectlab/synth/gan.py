@@ -25,11 +25,11 @@ import numpy as np
 from ..errors import DefectlabError
 from ..progress import progress
 from ..registry import register
-from ..sample import Sample, as_image, as_mask
+from ..sample import Sample, as_mask
 from .features import load_feature_encoder
 from .patches import augment_pairs, crop, defect_windows, paste, random_windows
-from .training import (check_goods, crop_box, perlin_region, place_real_mask, require_defects, require_fitted,
-                       require_rng, seeded_init, work)
+from .training import (check_goods, crop_box, fitted_input, perlin_region, place_real_mask,
+                       require_defects, require_fitted, require_region, require_rng, seeded_init, work)
 
 
 @dataclass
@@ -216,16 +216,12 @@ class TextureDefectGAN:
     def __call__(self, image, rng, *, foreground=None, mask=None) -> Sample:
         """A generated defect fused into `image` inside `mask` (default: a real defect mask moved to a
         random spot in the foreground)."""
-        require_fitted(self, "calling it")
-        image = as_image(image)
-        if image.shape[2] != self.channels_:
-            raise DefectlabError(f"image: {image.shape[2]} channels, the model was fitted on {self.channels_}")
+        image = fitted_input(self, image)
         shape = image.shape[:2]
         region = as_mask(mask, shape) if mask is not None else place_real_mask(shape, rng, self.masks_, foreground)
         if region is None:
             region = perlin_region(shape, rng, foreground)
-        if not region.any():
-            raise DefectlabError("mask: empty; give a mask with at least one pixel")
+        require_region(region)
         window = crop_box(region, min(self.size_, *shape), self.params.context)
         win, m = crop(image, region, window, self.size_)
         out = paste(image, region, window, self.generate(win, m, rng))

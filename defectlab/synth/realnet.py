@@ -16,12 +16,12 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..errors import DefectlabError
 from ..progress import progress
 from ..registry import register
-from ..sample import Sample, as_image, as_mask
+from ..sample import Sample, as_mask
 from . import diffusion
-from .training import check_goods, perlin_region, require_fitted, require_rng, resize_to, seeded_init, to_image, to_tensor, work
+from .training import (check_goods, fitted_input, perlin_region, require_fitted, require_region, require_rng, resize_to,
+                       seeded_init, to_image, to_tensor, work)
 
 
 @dataclass
@@ -98,14 +98,10 @@ class RealNetSDAS:
     def __call__(self, image, rng, *, foreground=None, mask=None) -> Sample:
         """Blend one SDAS sample (resized to the image) into `image` through a Perlin mask (or `mask`)
         with a transparency factor beta: out = (1 - m) x + m (beta a + (1 - beta) x)."""
-        require_fitted(self, "calling it")
-        image = as_image(image)
-        if image.shape[2] != self.channels_:
-            raise DefectlabError(f"image: {image.shape[2]} channels, the model was fitted on {self.channels_}")
+        image = fitted_input(self, image)
         shape = image.shape[:2]
         region = as_mask(mask, shape) if mask is not None else perlin_region(shape, rng, foreground)
-        if not region.any():
-            raise DefectlabError("mask: empty; give a mask with at least one pixel")
+        require_region(region)
         anomaly, s = self.sample_images(1, rng)
         anomaly = to_image(resize_to(anomaly, shape)[0])
         beta = float(rng.uniform(*self.params.transparency))

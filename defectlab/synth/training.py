@@ -38,6 +38,22 @@ def require_fitted(method, what: str = "") -> None:
         raise DefectlabError(f"{type(method).__name__}: call fit(goods, defects, rng) before {what or 'using it'}")
 
 
+def fitted_input(method, image) -> np.ndarray:
+    """`image` as float32 (H, W, C) for a fitted `method`, with the channel count it was fitted on."""
+    require_fitted(method, "calling it")
+    image = as_image(image)
+    channels = getattr(method, "channels_", None)
+    if channels is not None and image.shape[2] != channels:
+        raise DefectlabError(f"image: {image.shape[2]} channels, the model was fitted on {channels}")
+    return image
+
+
+def require_region(region: np.ndarray) -> np.ndarray:
+    if region is None or not region.any():
+        raise DefectlabError("mask: empty; give a mask with at least one pixel")
+    return region
+
+
 def check_goods(goods, what: str = "goods") -> list[np.ndarray]:
     if goods is None or len(goods) == 0:
         raise DefectlabError(f"{what}: fit needs at least one good image")
