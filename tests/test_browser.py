@@ -19,6 +19,10 @@ NOTEBOOK = "05_adabldm.ipynb"
 RUN_BUTTON = "Run AdaBLDM"
 
 
+KERNEL_IDLE = ("const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
+               "return !!(w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel"
+               " && w.sessionContext.session.kernel.status === 'idle');")
+
 def _missing() -> str | None:
     if not (shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")):
         return "Chromium is not installed (Debian: apt-get install chromium chromium-driver)"
@@ -96,11 +100,7 @@ def test_adabldm_control_panel_in_a_real_browser(jupyterlab):
     driver = webdriver.Chrome(options=opts, service=webdriver.ChromeService(shutil.which("chromedriver")))
     try:
         driver.get(jupyterlab)
-        _wait(driver, "the notebook to open with its kernel idle",
-              lambda d: d.execute_script(
-                  "const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
-                  "return !!(w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel"
-                  " && w.sessionContext.session.kernel.status === 'idle');"), 120)
+        _wait(driver, "the notebook to open with its kernel idle", lambda d: d.execute_script(KERNEL_IDLE), 120)
         driver.execute_script("window.jupyterapp.commands.execute('notebook:run-all-cells');")
         button = _wait(driver, f"the '{RUN_BUTTON}' button",
                        lambda d: [b for b in d.find_elements(By.CSS_SELECTOR, "button.jupyter-button")
@@ -111,11 +111,15 @@ def test_adabldm_control_panel_in_a_real_browser(jupyterlab):
         sliders[0].click()
         sliders[0].send_keys(Keys.ARROW_RIGHT)
         _wait(driver, "the slider to move", lambda d: sliders[0].get_attribute("aria-valuenow") != before, 10)
-        n_images = len(driver.find_elements(By.CSS_SELECTOR, ".jp-OutputArea img"))
+        _wait(driver, "every cell to finish", lambda d: d.execute_script(KERNEL_IDLE) and not d.execute_script(
+            "return Array.from(document.querySelectorAll('.jp-InputArea-prompt')).some(e => e.innerText.includes('*'));"),
+            400)
+        # the panel replaces its figure on each run: mark the images there now, then wait for a new one
+        driver.execute_script("document.querySelectorAll('.jp-OutputArea img').forEach(i => i.dataset.seen = '1');")
         driver.execute_script("arguments[0].scrollIntoView();", button)
         button.click()
         _wait(driver, "the stage images after clicking run",
-              lambda d: len(d.find_elements(By.CSS_SELECTOR, ".jp-OutputArea img")) > n_images
+              lambda d: d.find_elements(By.CSS_SELECTOR, ".jp-OutputArea img:not([data-seen])")
               and not d.find_elements(By.CSS_SELECTOR, ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'] .jp-RenderedText:not(:empty)") or None, 300)
         errors = driver.execute_script(
             "return Array.from(document.querySelectorAll('.jp-OutputArea-output')).map(e => e.innerText)"

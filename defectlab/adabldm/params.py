@@ -50,9 +50,9 @@ class AdaptParams:
     preservation: float = 100.0  # reference test.py: recon_loss(preservation_ratio=100)
     # Ours (speed): adapt on the defect's bounding box grown by this many latent cells; None = the whole image,
     # as the paper. Outside the window the output is the good image, which is what the 100x preservation term
-    # drives the decoder towards anyway; inside the mask the result matches whole-image adaptation to ~35 dB
-    # PSNR at 2.6x less time at 128 px (benchmarks/RESULTS.md, "AdaBLDM seconds per image").
-    window_margin: int | None = 2
+    # drives the decoder towards anyway; inside the mask the result is within ~31 dB PSNR of whole-image
+    # adaptation at 1/3 of its time at 128 px (benchmarks/RESULTS.md, "AdaBLDM seconds per image").
+    window_margin: int | None = 1
 
 
 @dataclass
