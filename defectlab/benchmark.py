@@ -157,6 +157,7 @@ def _prepare_out(out: Path, cfg: dict, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise DefectlabError(f"{out}: exists and is not a folder")
     cfg_file = out / "config.json"
+    before: dict = {}  # method parameters on record from earlier calls into this folder
     if out.is_dir() and any(out.iterdir()):
         ours = cfg_file.is_file()
         if overwrite:
@@ -180,7 +181,6 @@ def _prepare_out(out: Path, cfg: dict, overwrite: bool) -> None:
                 raise DefectlabError(f"{out}: holds an interrupted benchmark with a different {', '.join(diff)}; "
                                      "pass --overwrite or choose another --out")
     (out / "runs").mkdir(parents=True, exist_ok=True)
-    before = (json.loads(cfg_file.read_text()).get("method_params") or {}) if cfg_file.is_file() else {}
     _write_json(cfg_file, dict(cfg, method_params={**before, **{m: cfg["method_params"].get(m, {}) for m in cfg["methods"]}}))
 
 

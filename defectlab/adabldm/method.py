@@ -40,9 +40,9 @@ class AdaBLDMMethod:
     needs_fit = True
 
     def __init__(self, params: AdaBLDMMethodParams | None = None, **overrides):
-        from dataclasses import replace
+        from ..synth._handcrafted import build_params  # here: defectlab.synth imports this module
 
-        p = replace(params or AdaBLDMMethodParams(), **overrides)
+        p = build_params(AdaBLDMMethodParams, params, overrides, "adabldm")
         self.params = _quick(p) if quick_mode() else p
         self.fitted = False
         self.pipeline = None

@@ -30,9 +30,9 @@ from ..progress import progress
 from ..registry import register
 from ..sample import Sample, as_mask
 from . import diffusion
-from .patches import augment_pairs, crop, defect_windows, paste, random_windows
-from .training import (check_goods, crop_box, fitted_input, perlin_region, place_real_mask,
-                       require_defects, require_region, require_rng, seeded_init, work)
+from ._handcrafted import build_params
+from .patches import augment_pairs, begin_window_fit, crop, paste, random_windows
+from .training import crop_box, fitted_input, perlin_region, place_real_mask, require_region, seeded_init, work
 
 
 @dataclass
@@ -94,8 +94,7 @@ class DefectFill:
     OBJ, DEFECT = 0, 1  # token indices
 
     def __init__(self, params: DefectFillParams | None = None, **overrides):
-        base = asdict(params) if params is not None else {}
-        self.params = DefectFillParams(**{**base, **overrides})
+        self.params = build_params(DefectFillParams, params, overrides, "defectfill")
         self.fitted = False
         self.history: list[float] = []
 
@@ -121,14 +120,8 @@ class DefectFill:
         """Learn the defect token and the inpainting model from the few real `defects` and the goods."""
         import torch
 
-        require_rng(rng, "DefectFill.fit")
         p = self.params
-        goods = check_goods(goods)
-        self.channels_ = goods[0].shape[2]
-        defects = require_defects(defects, self.channels_, "DefectFill.fit")
-        self.size_ = work(p.size, p.quick_size)
-        self.masks_ = [d.mask for d in defects]
-        d_img, d_mask, sides = defect_windows(defects, self.size_, p.context)
+        goods, d_img, d_mask, sides = begin_window_fit(self, goods, defects, rng, "DefectFill.fit")
         d_img = d_img * 2 - 1
         with seeded_init(rng):
             self.unet_ = diffusion.tiny_inpaint_unet(self.channels_, self.size_, p.widths, p.token_dim)

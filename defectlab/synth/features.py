@@ -15,13 +15,14 @@ the discriminator's anomaly map, so the benchmark runner evaluates these methods
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import DefectlabError
 from ..progress import progress
 from ..sample import Sample, as_image, as_mask
+from ._handcrafted import build_params
 from .training import check_goods, perlin_region, require_fitted, require_region, require_rng, seeded_init, to_tensor, work
 
 
@@ -162,8 +163,7 @@ class FeatureSpaceMethod:
     sigmoid_output = False
 
     def __init__(self, params: FeatureParams | None = None, **overrides):
-        base = asdict(params) if params is not None else {}
-        self.params = self.Params(**{**base, **overrides})
+        self.params = build_params(self.Params, params, overrides, self.name)
         self.fitted = False
         self.history: list[float] = []
 

@@ -18,7 +18,7 @@ the defects in quick mode; fine structure needs thousands of steps.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -26,10 +26,11 @@ from ..errors import DefectlabError
 from ..progress import progress
 from ..registry import register
 from ..sample import Sample, as_mask
+from ._handcrafted import build_params
 from .features import load_feature_encoder
-from .patches import augment_pairs, crop, defect_windows, paste, random_windows
-from .training import (check_goods, crop_box, fitted_input, perlin_region, place_real_mask,
-                       require_defects, require_fitted, require_region, require_rng, seeded_init, work)
+from .patches import augment_pairs, begin_window_fit, crop, paste, random_windows
+from .training import (crop_box, fitted_input, perlin_region, place_real_mask, require_fitted, require_region,
+                       seeded_init, work)
 
 
 @dataclass
@@ -112,8 +113,7 @@ class TextureDefectGAN:
     needs_fit = True
 
     def __init__(self, params: TextureGANParams | None = None, **overrides):
-        base = asdict(params) if params is not None else {}
-        self.params = TextureGANParams(**{**base, **overrides})
+        self.params = build_params(TextureGANParams, params, overrides, "texture_gan")
         size = self.params.size
         if size < 8 or size & (size - 1) or self.params.quick_size < 8 or self.params.quick_size & (self.params.quick_size - 1):
             raise DefectlabError(f"size / quick_size: must be powers of two >= 8, got {size}, {self.params.quick_size}")
@@ -166,15 +166,9 @@ class TextureDefectGAN:
         """Train G, F and D on windows around the real `defects` and random windows of `goods`."""
         import torch
 
-        require_rng(rng, "TextureDefectGAN.fit")
         p = self.params
-        goods = check_goods(goods)
-        self.channels_ = goods[0].shape[2]
-        defects = require_defects(defects, self.channels_, "TextureDefectGAN.fit")
-        self.size_ = work(p.size, p.quick_size)
-        self.masks_ = [d.mask for d in defects]
+        goods, real_img, real_mask, sides = begin_window_fit(self, goods, defects, rng, "TextureDefectGAN.fit")
         self.encoder_ = load_feature_encoder(p.encoder)
-        real_img, real_mask, sides = defect_windows(defects, self.size_, p.context)
         t_dim = gram_descriptor(self.encoder_, real_img[:1]).shape[1]
         with seeded_init(rng):
             self.generator_ = _generator(p.z_dim, t_dim, p.width, self.channels_, self.size_)

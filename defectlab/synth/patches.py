@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .training import crop_box, to_tensor
+from .training import check_goods, crop_box, require_defects, require_rng, to_tensor, work
 
 
 def crop(image: np.ndarray, mask: np.ndarray, window: tuple[int, int, int], size: int):
@@ -36,6 +36,19 @@ def paste(image: np.ndarray, mask: np.ndarray, window: tuple[int, int, int], pat
     sub, m = out[y0:y0 + side, x0:x0 + side], mask[y0:y0 + side, x0:x0 + side]
     sub[m] = up[m]
     return out
+
+
+def begin_window_fit(method, goods, defects, rng, who: str):
+    """The start every fit on windows around real defects shares: check the inputs, set `method.channels_`,
+    `size_` (working window side, quick-mode aware) and `masks_`; returns (goods, *defect_windows(...))."""
+    require_rng(rng, who)
+    p = method.params
+    goods = check_goods(goods)
+    method.channels_ = goods[0].shape[2]
+    defects = require_defects(defects, method.channels_, who)
+    method.size_ = work(p.size, p.quick_size)
+    method.masks_ = [d.mask for d in defects]
+    return (goods, *defect_windows(defects, method.size_, p.context))
 
 
 def defect_windows(defects, size: int, context: float):

@@ -20,6 +20,7 @@ from ..progress import progress
 from ..registry import register
 from ..sample import Sample, as_mask
 from . import diffusion
+from ._handcrafted import build_params
 from .training import (check_goods, fitted_input, perlin_region, require_fitted, require_region, require_rng, resize_to,
                        seeded_init, to_image, to_tensor, work)
 
@@ -43,8 +44,7 @@ class RealNetSDAS:
     needs_fit = True
 
     def __init__(self, params: RealNetParams | None = None, **overrides):
-        base = asdict(params) if params is not None else {}
-        self.params = RealNetParams(**{**base, **overrides})
+        self.params = build_params(RealNetParams, params, overrides, "realnet_sdas")
         self.fitted = False
         self.history: list[float] = []
 
