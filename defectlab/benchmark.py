@@ -1,16 +1,22 @@
 """Downstream benchmark: does training a detector on a method's synthetic defects find real ones?
 
     defectlab benchmark --data PATH --category C --methods copypaste,cutpaste,draem \\
-        --shots 10 --seeds 0,1,2 --size 256 --out DIR [--steps N] [--format mvtec|magnetic_tile|embedded]
+        --shots 10 --seeds 0,1,2 --size 256 --out DIR [--detector destseg|unet] [--steps N]
+        [--format mvtec|magnetic_tile|embedded]
 
 Protocol, per seed: split the real defects of each type into `shots` for training and the rest
 held out (`defectlab.data.few_shot_split`; held-out defects are never seen in training); build a
 pool of synthetic defects with each method (learned methods are first fitted on the few-shot
-support set); train one `SegmentationDetector` per run and test it on held-out defects plus
-held-out good images. Runs: `fewshot` (real few-shot defects only), `<method>` (its synthetic
-defects only) and `<method>+fewshot` (both). Feature-space methods (SimpleNet, GLASS global) make
-their anomalies in feature space and are detectors themselves: their single run `<method>` tests
-the method's own `score()` maps, fitted on the good training images. Beside the detection metrics,
+support set); train one detector per run (default: the DeSTSeg-style `DeSTSegDetector` on the
+pretrained EfficientNet-Lite0; `--detector unet`: the compact from-scratch U-Net) and test it on
+held-out defects plus held-out good images. Images keep their aspect ratio (long side = `--size`,
+zero-padded to a square; see `defectlab.detect.prepare`). Runs: `patchcore` (no defects at all: a
+memory bank of good patches), `fewshot` (real few-shot defects only), `<method>` (its synthetic
+defects only) and `<method>+fewshot` (both); the detectors of one seed start from the same
+initialisation, so `fewshot` vs `<method>+fewshot` is a paired comparison. Feature-space methods
+(SimpleNet, GLASS global) make their anomalies in feature space and are detectors themselves: their
+single run `<method>` tests the method's own `score()` maps, fitted on the good training images.
+Beside the detection metrics,
 each pixel-space method's KID and FID (synthetic vs held-out real defects) and the rank correlation
 of quality with detection.
 
@@ -37,8 +43,11 @@ from .imageio import atomic_write_bytes
 from .progress import progress, tqdm
 
 FEWSHOT = "fewshot"
+PATCHCORE = "patchcore"
+DETECTORS = ("destseg", "unet")
 # config keys that must match for an interrupted benchmark to resume (methods and seeds may grow)
-_RESUME_KEYS = ("data", "format", "category", "shots", "size", "steps", "n_synthetic", "detector", "embedded")
+_RESUME_KEYS = ("data", "format", "category", "shots", "size", "steps", "n_synthetic", "detector", "embedded",
+                "detector_name", "keep_aspect", "patchcore")
 
 
 @dataclass
@@ -49,19 +58,23 @@ class BenchmarkConfig:
     format: str = "auto"  # auto | mvtec | magnetic_tile | btad | ksdd2 | visa | embedded
     shots: int = 10  # real defects per type for training; AnomalyDiffusion (Hu et al. 2024) uses 1/3 of each type
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    size: int = 256  # square side every image is resized to
-    steps: int = 500  # detector optimiser steps per run
+    size: int = 256  # long side of every image (aspect kept, zero-padded to a square canvas)
+    steps: int = 400  # detector optimiser steps per run (destseg: per stage, student and head)
     n_synthetic: int = 200  # synthetic defects per method and seed
     quality: str = "all"  # KID / FID of each method's defects vs the held-out real ones: for "all" seeds, the "first", "none"
     quality_images: int = 100  # at most this many real and synthetic images per KID / FID (Inception on a CPU is slow)
-    detector: dict = field(default_factory=dict)  # DetectorParams overrides
+    detector: dict = field(default_factory=dict)  # parameter overrides of the detector (DeSTSegParams / DetectorParams)
+    detector_name: str = "destseg"  # destseg (pretrained teacher) | unet (from scratch)
+    keep_aspect: bool = True  # False: squash every image to the square (the protocol before the letterbox)
+    patchcore: bool = True  # the unsupervised PatchCore row
     grid_images: int = 5  # test images shown in detections.png
     embedded: dict = field(default_factory=dict)  # build_embedded counts (n_train, n_test_good, n_test_defect)
     method_params: dict = field(default_factory=dict)  # {method: {parameter: value}} over its published defaults
     command: str | None = None
 
     def run_names(self) -> list[str]:
-        names = [FEWSHOT] if self.shots > 0 else []
+        names = [PATCHCORE] if self.patchcore else []
+        names += [FEWSHOT] if self.shots > 0 else []
         for m in self.methods:
             names += [m, f"{m}+{FEWSHOT}"] if self.shots > 0 and not scores_itself(m) else [m]
         return names
@@ -89,8 +102,6 @@ def _validate(cfg: BenchmarkConfig):
     """Every check that can fail before any training; returns (dataset, {seed: split})."""
     from . import registry
     from .data import few_shot_split
-    from .detect import DetectorParams
-
     if not cfg.methods and cfg.shots <= 0:
         raise DefectlabError("--methods: name at least one synthesis method (or use --shots > 0 for the few-shot baseline)")
     if len(set(cfg.methods)) != len(cfg.methods):
@@ -114,9 +125,9 @@ def _validate(cfg: BenchmarkConfig):
         raise DefectlabError(f"--quality-images must be >= 2, got {cfg.quality_images}")
     if cfg.steps < 1 or cfg.n_synthetic < 1:
         raise DefectlabError(f"--steps and --n-synthetic must be >= 1, got {cfg.steps}, {cfg.n_synthetic}")
-    unknown = set(cfg.detector) - set(asdict(DetectorParams()))
-    if unknown:
-        raise DefectlabError(f"detector: unknown parameter(s) {', '.join(sorted(unknown))}")
+    if cfg.detector_name not in DETECTORS:
+        raise DefectlabError(f"--detector must be one of {', '.join(DETECTORS)}, got {cfg.detector_name!r}")
+    _make_detector(cfg)  # unknown detector parameters -> DefectlabError
     dataset = _open_dataset(cfg)
     dataset.filter(category=cfg.category)  # unknown category -> DefectlabError naming the ones found
     if not dataset.defect_types(cfg.category):
@@ -210,33 +221,52 @@ def _grid_indices(prepared, n: int) -> list[int]:
     return idx[:n]
 
 
+def _make_detector(cfg: BenchmarkConfig):
+    from .detect import DeSTSegDetector, SegmentationDetector
+
+    if cfg.detector_name == "destseg":
+        return DeSTSegDetector(**{"student_steps": cfg.steps, "seg_steps": cfg.steps, **cfg.detector})
+    return SegmentationDetector(**{"steps": cfg.steps, **cfg.detector})
+
+
 def _train_and_test(run: str, seed: int, cfg: BenchmarkConfig, prepared, defects, out: Path, show_progress: bool) -> dict:
-    from .detect import SegmentationDetector
     from .detect.prepare import stable_id
 
     t0 = time.time()
-    det = SegmentationDetector(**{"steps": cfg.steps, **cfg.detector})
-    det.fit(prepared.goods, defects, np.random.default_rng([seed, stable_id(run)]),
+    det = _make_detector(cfg)
+    # one initialisation per seed (paired runs); the data order depends on the run
+    det.fit(prepared.goods, defects, np.random.default_rng([seed, stable_id(run)]), init_rng=np.random.default_rng([seed, 0]),
             foregrounds=prepared.foregrounds, show_progress=show_progress, desc=f"{run} seed {seed}")
     t1 = time.time()
     maps, scores = det.predict(prepared.test_images)
     extra = {"train_defects": len(defects), "loss_first": float(np.mean(det.losses[:10])),
-             "loss_last": float(np.mean(det.losses[-10:])), "device": det.device}
-    return _test_and_record(run, seed, cfg, prepared, maps, scores, det.params.top_k, t1 - t0, time.time() - t1,
-                            extra, out)
+             "loss_last": float(np.mean(det.losses[-10:])), "device": det.device, "detector": cfg.detector_name}
+    return _test_and_record(run, seed, cfg, prepared, prepared.eval_maps(maps), scores, det.params.top_k, t1 - t0,
+                            time.time() - t1, extra, out)
 
 
-def _score_and_test(run: str, seed: int, cfg: BenchmarkConfig, prepared, method, fit_seconds: float, out: Path) -> dict:
-    """Test a feature-space method through its own anomaly maps. They are min-max scaled over the
-    whole test set into [0, 1] (one monotone map: the rank metrics do not change) for the PR curves;
-    the image score is the map's maximum (SimpleNet Sec. 3.6)."""
+def _score_and_test(run: str, seed: int, cfg: BenchmarkConfig, prepared, score_fn, fit_seconds: float, out: Path,
+                    detector: str = "the method's own score()") -> dict:
+    """Test a method through its own anomaly maps (feature-space methods, PatchCore). They are min-max
+    scaled over the whole test set into [0, 1] (one monotone map: the rank metrics do not change) for the
+    PR curves; the image score is the map's maximum (SimpleNet Sec. 3.6, PatchCore Sec. 3.3)."""
     t1 = time.time()
-    raw = np.stack([method.score(im) for im in prepared.test_images]).astype(np.float32)
+    raw = prepared.eval_maps(np.stack([score_fn(im) for im in prepared.test_images]).astype(np.float32))
     lo, hi = float(raw.min()), float(raw.max())
     maps = (raw - lo) / (hi - lo) if hi > lo else np.zeros_like(raw)
     scores = maps.reshape(len(maps), -1).max(axis=1)
-    extra = {"train_defects": 0, "detector": "the method's own score()", "device": "cpu"}
+    extra = {"train_defects": 0, "detector": detector, "device": "cpu"}
     return _test_and_record(run, seed, cfg, prepared, maps, scores, 100, fit_seconds, time.time() - t1, extra, out)
+
+
+def _patchcore_run(seed: int, cfg: BenchmarkConfig, prepared, out: Path, show_progress: bool) -> dict:
+    from .detect import PatchCore
+    from .detect.prepare import stable_id
+
+    t0 = time.time()
+    model = PatchCore().fit(prepared.goods, np.random.default_rng([seed, stable_id(PATCHCORE)]), show_progress=show_progress)
+    return _score_and_test(PATCHCORE, seed, cfg, prepared, model.score, time.time() - t0, out,
+                           detector="PatchCore memory bank (no defects)")
 
 
 def _test_and_record(run, seed, cfg, prepared, maps, scores, top_k, train_seconds, test_seconds, extra, out) -> dict:
@@ -299,6 +329,9 @@ def _run_seed(seed: int, split, cfg: BenchmarkConfig, cache, out: Path, show_pro
 
     todo = {r for r in cfg.run_names() if not _run_file(out, r, seed).is_file()}
     bar.update(len(cfg.run_names()) - len(todo))
+    if PATCHCORE in todo:
+        _patchcore_run(seed, cfg, ready(), out, show_progress)
+        bar.update()
     if FEWSHOT in todo:
         _train_and_test(FEWSHOT, seed, cfg, ready(), ready().support, out, show_progress)
         bar.update()
@@ -307,7 +340,7 @@ def _run_seed(seed: int, split, cfg: BenchmarkConfig, cache, out: Path, show_pro
             if m in todo:
                 t0 = time.time()
                 method = _build_method(m, ready(), seed, cfg.method_params.get(m))
-                _score_and_test(m, seed, cfg, ready(), method, time.time() - t0, out)
+                _score_and_test(m, seed, cfg, ready(), method.score, time.time() - t0, out)
                 bar.update()
             continue
         runs = [r for r in (m, f"{m}+{FEWSHOT}") if r in todo]
@@ -390,8 +423,7 @@ def _plots(cfg: BenchmarkConfig, out: Path, cache, splits) -> None:
     index = maps[cfg.run_names()[0]]["index"]
     split = splits[seed]
     test = split.test_records()
-    loaded = [cache.load(test[i]) for i in index]
-    fig = detection_grid([im for im, _ in loaded], [m for _, m in loaded], {r: v["maps"] for r, v in maps.items()},
+    fig = detection_grid([cache.eval_image(test[i]) for i in index], [cache.eval_mask(test[i]) for i in index], {r: v["maps"] for r, v in maps.items()},
                          labels=[test[i].label for i in index])
     save_figure(fig, out / "detections.png")
     plt.close(fig)
@@ -406,7 +438,9 @@ def _markdown(cfg: BenchmarkConfig, results: dict) -> str:
         lines += ["```", cfg.command, "```", ""]
     split = results["runs"][0]["split"] if results["runs"] else {}
     lines += [f"Data `{cfg.data or 'embedded'}` ({results['format']}), {cfg.shots} real defects per type for training, "
-              f"seeds {', '.join(map(str, cfg.seeds))}, {cfg.size} px, {cfg.steps} detector steps, "
+              f"seeds {', '.join(map(str, cfg.seeds))}, long side {cfg.size} px "
+              f"({'aspect kept, zero-padded' if cfg.keep_aspect else 'squashed to a square'}), detector `{cfg.detector_name}` "
+              f"({cfg.steps} steps{' per stage' if cfg.detector_name == 'destseg' else ''}), "
               f"{cfg.n_synthetic} synthetic defects per method. Test set (seed {cfg.seeds[0]}): "
               f"{split.get('heldout', '?')} held-out real defects + {split.get('good_test', '?')} good images; "
               f"training: {split.get('good_train', '?')} good images.", "",
@@ -455,7 +489,8 @@ def _markdown(cfg: BenchmarkConfig, results: dict) -> str:
 # ---------------------------------------------------------------------------------------- entry
 def run_benchmark(data: str | Path | None, category: str, methods: Sequence[str], out: str | Path, *,
                   format: str = "auto", shots: int = 10, seeds: Sequence[int] = (0, 1, 2), size: int = 256,
-                  steps: int = 500, n_synthetic: int = 200, quality: bool | str = "all", detector: dict | None = None,
+                  steps: int = 400, n_synthetic: int = 200, quality: bool | str = "all", detector: dict | None = None,
+                  detector_name: str = "destseg", keep_aspect: bool = True, patchcore: bool = True,
                   embedded: dict | None = None, quality_images: int = 100, threads: int | None = None, overwrite: bool = False,
                   method_params: dict | None = None, show_progress: bool = True, command: str | None = None) -> dict:
     """Run the protocol (module docstring) and write its outputs under `out`; returns results.json's content.
@@ -469,11 +504,13 @@ def run_benchmark(data: str | Path | None, category: str, methods: Sequence[str]
     with torch_threads(threads):
         return _run_benchmark(data, category, methods, out, format=format, shots=shots, seeds=seeds, size=size,
                               steps=steps, n_synthetic=n_synthetic, quality=quality, detector=detector,
+                              detector_name=detector_name, keep_aspect=keep_aspect, patchcore=patchcore,
                               embedded=embedded, quality_images=quality_images, overwrite=overwrite,
                               method_params=method_params, show_progress=show_progress, command=command)
 
 
 def _run_benchmark(data, category, methods, out, *, format, shots, seeds, size, steps, n_synthetic, quality, detector,
+                   detector_name, keep_aspect, patchcore,
                    embedded, quality_images, overwrite, method_params, show_progress, command) -> dict:
     from .bench import machine_info
     from .detect.prepare import ImageCache
@@ -484,12 +521,13 @@ def _run_benchmark(data, category, methods, out, *, format, shots, seeds, size, 
                           format=format, shots=int(shots), seeds=[int(s) for s in seeds], size=int(size),
                           steps=int(steps), n_synthetic=int(n_synthetic),
                           quality={True: "all", False: "none"}.get(quality, quality), quality_images=int(quality_images),
-                          detector=dict(detector or {}), embedded=dict(embedded or {}),
+                          detector=dict(detector or {}), detector_name=detector_name, keep_aspect=bool(keep_aspect),
+                          patchcore=bool(patchcore), embedded=dict(embedded or {}),
                           method_params={m: dict(v) for m, v in (method_params or {}).items()}, command=command)
     dataset, splits = _validate(cfg)
     out = Path(out)
     _prepare_out(out, asdict(cfg), overwrite)
-    cache = ImageCache(cfg.size)
+    cache = ImageCache(cfg.size, keep_aspect=cfg.keep_aspect)
     total = len(cfg.seeds) * len(cfg.run_names())
     bar = progress(total=total, desc="benchmark runs", leave=True) if show_progress else tqdm(total=total, disable=True)
     with bar:
@@ -525,8 +563,14 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--methods", type=_csv(str), default=[], help="comma-separated synthesis methods")
     p.add_argument("--shots", type=int, default=10, help="real defects per type for training (default 10)")
     p.add_argument("--seeds", type=_csv(int), default=[0, 1, 2], help="comma-separated seeds (default 0,1,2)")
-    p.add_argument("--size", type=int, default=256, help="square image size (default 256)")
-    p.add_argument("--steps", type=int, default=500, help="detector training steps per run (default 500)")
+    p.add_argument("--size", type=int, default=256,
+                   help="long side of every image; the aspect is kept and the rest zero-padded (default 256)")
+    p.add_argument("--squash", action="store_true", help="squash every image to a size x size square instead")
+    p.add_argument("--detector", choices=DETECTORS, default="destseg",
+                   help="destseg: DeSTSeg-style, pretrained EfficientNet-Lite0 teacher (default); unet: compact U-Net from scratch")
+    p.add_argument("--no-patchcore", action="store_true", help="leave out the unsupervised PatchCore row")
+    p.add_argument("--steps", type=int, default=400,
+                   help="detector training steps per run (destseg: per stage; default 400)")
     p.add_argument("--n-synthetic", type=int, default=200, help="synthetic defects per method and seed (default 200)")
     p.add_argument("--quality", choices=("all", "first", "none"), default="all",
                    help="KID / FID of each method's synthetic defects for all seeds (default), the first only, "
@@ -592,7 +636,8 @@ def _command_line(args: argparse.Namespace) -> str:
     parts = ["defectlab", "benchmark"]
     for flag, value in (("--data", args.data), ("--format", args.format), ("--category", args.category),
                         ("--methods", ",".join(args.methods)), ("--shots", args.shots),
-                        ("--seeds", ",".join(map(str, args.seeds))), ("--size", args.size), ("--steps", args.steps),
+                        ("--seeds", ",".join(map(str, args.seeds))), ("--size", args.size),
+                        ("--detector", args.detector), ("--steps", args.steps),
                         ("--n-synthetic", args.n_synthetic), ("--quality", args.quality),
                         ("--quality-images", args.quality_images), ("--threads", args.threads),
                         ("--embedded-counts", ",".join(map(str, args.embedded_counts or [])) or None),
@@ -601,6 +646,8 @@ def _command_line(args: argparse.Namespace) -> str:
             parts += [flag, str(value)]
     for method, name, value in getattr(args, "method_param", None) or []:
         parts += ["--method-param", f"{method}.{name}={value if isinstance(value, str) else json.dumps(value)}"]
+    parts += ["--squash"] if args.squash else []
+    parts += ["--no-patchcore"] if args.no_patchcore else []
     parts += ["--overwrite"] if args.overwrite else []
     return shlex.join(parts)
 
@@ -608,6 +655,7 @@ def _command_line(args: argparse.Namespace) -> str:
 def main(args: argparse.Namespace) -> int:
     results = run_benchmark(args.data, args.category, args.methods, args.out, format=args.format, shots=args.shots,
                             seeds=args.seeds, size=args.size, steps=args.steps, n_synthetic=args.n_synthetic,
+                            detector_name=args.detector, keep_aspect=not args.squash, patchcore=not args.no_patchcore,
                             quality=args.quality, quality_images=args.quality_images, overwrite=args.overwrite, embedded=_embedded_counts(args),
                             threads=args.threads, method_params=_method_params(args),
                             command=_command_line(args))

@@ -11,9 +11,10 @@ from defectlab.data import build_embedded, few_shot_split
 from defectlab.detect.prepare import ImageCache, prepare_split, resize_keep_mask, synthesize_pool
 
 METHODS = ["cutpaste", "copypaste"]  # one that needs nothing, one that reuses the few-shot defects
-RUNS = ["fewshot", "cutpaste", "cutpaste+fewshot", "copypaste", "copypaste+fewshot"]
+RUNS = ["patchcore", "fewshot", "cutpaste", "cutpaste+fewshot", "copypaste", "copypaste+fewshot"]
 FAST = dict(size=32, steps=3, n_synthetic=4, threads=1, show_progress=False,
-            detector={"base_channels": 4, "depth": 2, "batch_size": 4})
+            detector={"student_width": 4, "head_width": 4, "batch_size": 4, "crop": 16})
+FAST_UNET = dict(FAST, detector_name="unet", detector={"base_channels": 4, "depth": 2, "batch_size": 4})
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -62,7 +63,9 @@ def test_synthetic_pool_is_reproducible_and_reports_failing_methods(tiny_root):
     (dict(shots=3), "brick/.* has 3 defect images; 3 shots need at least 4"),
     (dict(seeds=[]), "--seeds"),
     (dict(methods=["cutpaste", "cutpaste"]), "listed twice"),
-    (dict(detector={"base": 4}), "unknown parameter"),
+    (dict(detector={"base": 4}), "unknown destseg parameter"),
+    (dict(detector_name="unet", detector={"base": 4}), "unknown detector parameter"),
+    (dict(detector_name="yolo"), "--detector"),
     (dict(quality="some"), "--quality"),
 ])
 def test_bad_requests_fail_before_any_training(tmp_path, tiny_root, kwargs, message):
@@ -98,8 +101,8 @@ def test_tiny_benchmark_end_to_end_then_refuse_then_resume(tmp_path, tiny_root, 
     keys = {"image_auroc", "image_ap", "pixel_auroc", "pixel_ap", "aupro", "iap", "iap90"}
     for r in saved["runs"]:
         assert keys <= set(r["metrics"])
-        assert r["split"] == {"good_train": 6, "support": 3, "good_test": 2, "heldout": 6}
-        expected = {"fewshot": 3, "cutpaste": 4, "copypaste": 4}.get(r["run"], 4 + 3)
+        assert r["split"] == {"good_train": 6, "support": 3, "good_test": 2, "heldout": 6, "keep_aspect": True}
+        expected = {"patchcore": 0, "fewshot": 3, "cutpaste": 4, "copypaste": 4}.get(r["run"], 4 + 3)
         assert r["train_defects"] == expected
     assert saved["summary"]["cutpaste"]["pixel_ap"]["n"] == 2
     assert set(saved["quality"]) == set(METHODS)
@@ -161,7 +164,7 @@ def test_feature_methods_are_tested_through_their_own_score_maps(tmp_path, tiny_
     with quick():
         res = run_benchmark(tiny_root, "brick", ["cutpaste", "simplenet"], out, format="mvtec", shots=1, seeds=[0],
                             quality="none", **FAST)
-        assert {r["run"] for r in res["runs"]} == {"fewshot", "cutpaste", "cutpaste+fewshot", "simplenet"}
+        assert {r["run"] for r in res["runs"]} == {"patchcore", "fewshot", "cutpaste", "cutpaste+fewshot", "simplenet"}
         run = next(r for r in res["runs"] if r["run"] == "simplenet")
         assert run["train_defects"] == 0 and run["detector"] == "the method's own score()"
         # the same fit (same seed) scored by hand gives the same rank metrics: min-max scaling changes none
@@ -196,3 +199,35 @@ def test_method_parameters_reach_the_method_and_are_checked_first(tmp_path, tiny
     (out / "results.json").unlink()
     assert main(base + ["--method-param", "cutpaste.area_ratio=[0.1, 0.2]", "--out", str(out)]) == 2
     assert "different method_params" in capsys.readouterr().err
+
+
+def test_unet_detector_and_squashed_images_still_run(tmp_path, tiny_root):
+    res = run_benchmark(tiny_root, "brick", ["cutpaste"], tmp_path / "u", format="mvtec", shots=1, seeds=[0],
+                        quality="none", keep_aspect=False, patchcore=False, **FAST_UNET)
+    assert {r["run"] for r in res["runs"]} == {"fewshot", "cutpaste", "cutpaste+fewshot"}
+    assert all(r["detector"] == "unet" and not r["split"]["keep_aspect"] for r in res["runs"])
+
+
+def test_paired_runs_start_from_one_initialisation(tiny_root, monkeypatch):
+    """fewshot and method+fewshot of a seed get the same init_rng, whatever the run's data order."""
+    from defectlab import benchmark
+    from defectlab.detect import DeSTSegDetector
+
+    seen = []
+    original = DeSTSegDetector.fit
+
+    def spy(self, goods, defects=(), rng=None, **kw):
+        seen.append(kw["init_rng"].bit_generator.state["state"]["state"])
+        return original(self, goods, defects, rng, **kw)
+
+    monkeypatch.setattr(DeSTSegDetector, "fit", spy)
+    cfg = BenchmarkConfig(category="brick", methods=["cutpaste"], steps=2, detector=FAST["detector"])
+    ds = defectlab.data.open_dataset(tiny_root, "mvtec")
+    prep = prepare_split(few_shot_split(ds, "brick", 1, seed=0), ImageCache(32), show_progress=False)
+    import tempfile
+    from pathlib import Path
+    out = Path(tempfile.mkdtemp())
+    (out / "runs").mkdir()
+    for run in ("fewshot", "cutpaste+fewshot"):
+        benchmark._train_and_test(run, 0, cfg, prep, prep.support, out, False)
+    assert len(seen) == 2 and seen[0] == seen[1]

@@ -87,12 +87,14 @@ class SegmentationDetector:
     # ----------------------------------------------------------------------------------- training
     def fit(self, goods: Sequence[np.ndarray], defects: Sequence[Sample] = (), rng: np.random.Generator | None = None, *,
             synth: Callable | None = None, foregrounds: Sequence[np.ndarray] | None = None,
-            show_progress: bool = True, desc: str = "detector") -> "SegmentationDetector":
+            init_rng: np.random.Generator | None = None, show_progress: bool = True,
+            desc: str = "detector") -> "SegmentationDetector":
         """Train on `goods` (defect-free images) mixed with defective images.
 
         defects: pre-made `Sample`s (synthetic and/or real few-shot defects).
         synth: a synthesis method called on the fly as `synth(good, rng, foreground=fg)`.
-        At least one of the two is needed. All images must share one size."""
+        At least one of the two is needed. All images must share one size. `init_rng`: the network's
+        initialisation (default: drawn from `rng`); runs that should be paired share one."""
         if rng is None:
             raise DefectlabError("fit needs an explicit numpy Generator `rng`")
         p = self.params
@@ -111,15 +113,15 @@ class SegmentationDetector:
             raise DefectlabError(f"fit: {len(foregrounds)} foregrounds for {len(goods)} good images")
 
         with torch_threads(p.num_threads):
-            self._train(rng, good_arr, pool_img, pool_mask, synth, foregrounds, show_progress, desc)
+            self._train(rng, init_rng, good_arr, pool_img, pool_mask, synth, foregrounds, show_progress, desc)
         return self
 
-    def _train(self, rng, good_arr, pool_img, pool_mask, synth, foregrounds, show_progress, desc) -> None:
+    def _train(self, rng, init_rng, good_arr, pool_img, pool_mask, synth, foregrounds, show_progress, desc) -> None:
         import torch
         from torchvision.ops import sigmoid_focal_loss
 
         p = self.params
-        torch_rng = torch_generator(rng)
+        torch_rng = torch_generator(init_rng or rng)
         self.net = CompactUNet(self.channels, p.base_channels, p.depth).init_weights(torch_rng).to(self.device)
         opt = torch.optim.Adam(self.net.parameters(), lr=p.lr)
         self.net.train()

@@ -5,9 +5,12 @@ hypothesis": anomalies are what lies just off the normal feature distribution), 
 discriminator to tell normal from perturbed features, and use it as an anomaly scorer.
 
 Pipeline (SimpleNet, Liu et al. 2023, Fig. 2): frozen encoder -> local 3x3 neighbourhood averaging
--> learned linear adaptor -> [synthetic negatives] -> MLP discriminator. The encoder here is the
-pretrained tiny TAEF2 encoder (32 channels at 1/8 resolution) instead of a WideResNet, so everything
-runs on a CPU; any torchvision backbone works through `torchvision_encoder` when you have its weights.
+-> learned linear adaptor -> [synthetic negatives] -> MLP discriminator. The papers' encoder is an
+ImageNet WideResNet-50, layers 2 and 3 (strides 8 and 16, concatenated at stride 8). Ours by default is
+the packaged ImageNet EfficientNet-Lite0 (`defectlab.backbone`) at the same two strides: its last stage
+at stride 8 (40 channels) and at stride 16 (112 channels, upsampled), 152 channels at 1/8 resolution,
+so everything runs offline on a CPU. `encoder="taef2"` (an autoencoder's latents: measured far worse,
+below chance on Magnetic Tile) and any torchvision backbone (`torchvision_encoder`) remain available.
 
 Library integration (see DEVELOPERS.md, "Feature-space methods"): `__call__` returns the input image
 unchanged with `mask` = the image region whose feature cells were perturbed; `score(image)` returns
@@ -27,9 +30,10 @@ from .training import check_goods, perlin_region, require_fitted, require_region
 
 
 # --------------------------------------------------------------------------- encoders
-def load_feature_encoder(encoder="taef2"):
+def load_feature_encoder(encoder="efficientnet-lite0"):
     """The frozen feature encoder: images (B, C, H, W) in [0, 1] -> features (B, D, h, w).
 
+    "efficientnet-lite0": ImageNet EfficientNet-Lite0, strides 8 + 16 at stride 8 (packaged; default).
     "taef2": the pretrained TAEF2 encoder from ../shared/weights (checked, offline).
     "random": a tiny randomly initialised encoder of the same family (tests; no weights needed).
     An `nn.Module` is used as it is (e.g. from `torchvision_encoder`).
@@ -40,6 +44,8 @@ def load_feature_encoder(encoder="taef2"):
     from .. import taesd, weights
     from ..config import quick_mode
 
+    if encoder == "efficientnet-lite0":
+        return pretrained_encoder(encoder)
     if encoder == "taef2":
         if quick_mode() and not weights.available("taef2_encoder"):
             warnings.warn("TAEF2 encoder weights not found; quick mode uses a random encoder (features are "
@@ -50,7 +56,31 @@ def load_feature_encoder(encoder="taef2"):
         return taesd.tiny_random_autoencoder(seed=0, latent_channels=8, width=8)[0].requires_grad_(False)
     if hasattr(encoder, "forward"):
         return encoder.eval().requires_grad_(False)
-    raise DefectlabError(f"encoder: expected 'taef2', 'random' or a torch module, got {encoder!r}")
+    raise DefectlabError(f"encoder: expected 'efficientnet-lite0', 'taef2', 'random' or a torch module, got {encoder!r}")
+
+
+def pretrained_encoder(name: str = "efficientnet-lite0"):
+    """A packaged ImageNet backbone's stride-8 and stride-16 stages, concatenated at stride 8 (the
+    layer-2 + layer-3 recipe of PatchCore / SimpleNet / GLASS)."""
+    import torch
+    import torch.nn.functional as F
+
+    from .. import backbone
+
+    features = backbone.pretrained_features(name, strides=(8, 16))
+
+    class Encoder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.features = features
+
+        def forward(self, x):
+            h, w = x.shape[-2:]
+            f8, f16 = self.features(F.pad(x, (0, (-w) % 32, 0, (-h) % 32)))
+            f8 = f8[..., :-(-h // 8), :-(-w // 8)]
+            return torch.cat([f8, F.interpolate(f16, size=f8.shape[-2:], mode="bilinear", align_corners=False)], dim=1)
+
+    return Encoder().eval().requires_grad_(False)
 
 
 def torchvision_encoder(arch: str, weights_path: str, sha256: str, layer: str = "layer2"):
@@ -140,19 +170,20 @@ def _discriminator(dim: int, hidden: int, sigmoid: bool):
 @dataclass
 class FeatureParams:
     noise_std: float = 0.015  # SimpleNet Sec. 4.1 (sigma of the Gaussian feature noise); GLASS --noise 0.015
-    image_size: int = 256  # ours: 256 px -> 32x32 TAEF2 cells (SimpleNet: 288 px -> 36x36 WRN50 layer2 cells)
+    image_size: int = 256  # ours: 256 px -> 32x32 cells at stride 8 (SimpleNet: 288 px -> 36x36 WRN50 layer2 cells)
     quick_image_size: int = 128  # ours: quick mode
     steps: int = 2000  # ours: optimiser steps (SimpleNet trains 160 epochs of batch 8)
     quick_steps: int = 60  # ours
     batch_size: int = 8  # SimpleNet Sec. 4.1
+    cells_per_step: int = 1024  # ours: random feature cells of the batch per step (CPU budget; 0 = all)
     lr_adaptor: float = 1e-4  # SimpleNet Sec. 4.1
     lr_discriminator: float = 2e-4  # SimpleNet Sec. 4.1
     weight_decay: float = 1e-5  # SimpleNet code (adaptor AdamW weight decay)
-    hidden: int = 256  # ours (SimpleNet: 1024 for 1536-d features; ours are 32-d)
+    hidden: int = 1024  # SimpleNet Sec. 4.1: discriminator hidden width 1024
     smoothing_sigma: float = 4.0  # SimpleNet code: Gaussian blur sigma 4 on the upsampled map
     max_goods: int = 200  # ours: cap on images encoded in fit
     quick_max_goods: int = 16  # ours
-    encoder: object = "taef2"  # "taef2" | "random" | torch module
+    encoder: object = "efficientnet-lite0"  # "efficientnet-lite0" | "taef2" | "random" | torch module
 
 
 class FeatureSpaceMethod:
@@ -194,7 +225,10 @@ class FeatureSpaceMethod:
         self.adaptor_.train(), self.discriminator_.train()
         for _ in progress(range(work(p.steps, p.quick_steps)), desc=f"fit {self.name}"):
             idx = torch.randint(len(flat), (min(p.batch_size, len(flat)),), generator=gen)
-            true = self.adaptor_(flat[idx].reshape(-1, dim))
+            rows = flat[idx].reshape(-1, dim)
+            if p.cells_per_step and len(rows) > p.cells_per_step:
+                rows = rows[torch.randperm(len(rows), generator=gen)[:p.cells_per_step]]
+            true = self.adaptor_(rows)
             fake = self._negatives(true, idx, gen)
             loss = self._loss(self.discriminator_(true), self.discriminator_(fake))
             opt_a.zero_grad(), opt_d.zero_grad()
