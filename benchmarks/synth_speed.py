@@ -150,6 +150,7 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=100, help="images per timing round")
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--out", type=Path, default=OUT, help="JSON file to write")
     args = ap.parse_args(argv)
     cv2.setNumThreads(1)
     imgs = goods(args.size)
@@ -190,8 +191,8 @@ def main(argv=None) -> int:
     result = {"size": size, "n": n, "rounds": rounds, "cv2_threads": 1, "floor_images_per_s": floor,
               "reference_images_per_s": reference, "reference": "DRAEM-style per-sample path (anomalib not installed)",
               "methods": rows, "components_images_per_s": parts, "machine": machine_info()}
-    atomic_write_bytes(OUT, json.dumps(result, indent=2).encode())
-    print(f"\nwrote {OUT}")
+    atomic_write_bytes(args.out, json.dumps(result, indent=2).encode())
+    print(f"\nwrote {args.out}")
     return 0
 
 
