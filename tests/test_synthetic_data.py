@@ -171,6 +171,7 @@ def test_sources_folder_records_and_pool(tmp_path):
     assert len(data) == 3 and data[0][0].shape == (3, 16, 16)
     grey = SyntheticDefects(folder, DarkSquare(), channels=1, p_good=0.0, preload=False)
     assert grey[1][0].shape == (1, SIZE, SIZE)
+    assert SyntheticDefects(_goods(2), DarkSquare(), size=16, channels=1, preload=False)[1][0].shape == (1, 16, 16)
 
     root = tmp_path / "mvtec" / "thing"
     for i, g in enumerate(_goods(2)):

@@ -130,9 +130,10 @@ class SyntheticDefects(TorchDataset):
         self.goods = _good_sources(goods, foregrounds)
         self.channels = self._good(0).shape[2]
         self.foregrounds = None if isinstance(foregrounds, str) else foregrounds
+        records = self.goods if isinstance(self.goods[0], Record) else None
         # "auto" on records: estimated now (preload) or per item from the image read (no preload)
-        self.auto_records = self.goods if foregrounds == "auto" and isinstance(self.goods[0], Record) else None
-        if preload:
+        self.auto_records = records if foregrounds == "auto" else None
+        if preload or records is None:  # arrays are in memory already: size and channels fixed once
             self.goods = [self._good(i) for i in range(len(self.goods))]
             if self.auto_records:
                 self.foregrounds = [foreground_for(r, img) for r, img in zip(self.auto_records, self.goods)]
