@@ -7,7 +7,6 @@ environment `make anomalib-venv` builds (`.venv-anomalib`, or `$DEFECTLAB_ANOMAL
 import json
 import os
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
