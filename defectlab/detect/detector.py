@@ -124,6 +124,9 @@ class SegmentationDetector:
         from ..data.synthetic import Pool, SyntheticDefects
 
         p = self.params
+        if getattr(synth, "needs_fit", False) and not getattr(synth, "fitted", False):
+            raise DefectlabError(f"fit: the synthesis method {type(synth).__name__} needs fitting first "
+                                 "(method.fit(goods, defects, rng))")
         methods, weights = [], []
         if synth is not None:
             methods.append(synth)
