@@ -4,9 +4,11 @@
 its client is not installed. anomalib is never a dependency of defectlab: its test runs in the separate
 environment `make anomalib-venv` builds (`.venv-anomalib`, or `$DEFECTLAB_ANOMALIB_PYTHON`).
 """
+import importlib.util
 import json
 import os
 import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -53,45 +55,55 @@ def expected_instances(key):
     return mask_instances(MASKS[key]) if key in MASKS else []
 
 
-def _ultralytics_dataset(yaml_path, task):
-    """ultralytics' own loader, as `yolo train data=...` builds it (labels only: no weights, no network)."""
-    pytest.importorskip("ultralytics", reason="ultralytics is not installed (pip install -e '.[dev]')")
-    os.environ.setdefault("YOLO_OFFLINE", "1")
+ULTRALYTICS = textwrap.dedent("""
+    import json, sys
+    from pathlib import Path
     from ultralytics.data.dataset import YOLODataset
     from ultralytics.data.utils import check_det_dataset
-
-    data = check_det_dataset(str(yaml_path), autodownload=False)
-    sets = {}
+    yaml_path, task = sys.argv[1], sys.argv[2]
+    data = check_det_dataset(yaml_path, autodownload=False)
+    labels = []
     for split in ("train", "val"):
         if data.get(split) and Path(data[split]).is_dir():
-            sets[split] = YOLODataset(img_path=data[split], data=data, task=task, imgsz=W, augment=False, rect=False,
-                                      cache=False, single_cls=False, prefix=f"{split}: ")
-    return data, sets
+            ds = YOLODataset(img_path=data[split], data=data, task=task, imgsz=80, augment=False, rect=False,
+                             cache=False, single_cls=False, prefix=split + ": ")
+            labels += [{"im_file": lab["im_file"], "shape": list(lab["shape"]), "cls": lab["cls"].ravel().tolist(),
+                        "bboxes": lab["bboxes"].tolist(), "segments": [s.tolist() for s in lab["segments"]]}
+                       for lab in ds.labels]
+    print(json.dumps({"names": {str(k): v for k, v in data["names"].items()}, "nc": data["nc"], "labels": labels}))
+""")
 
 
-def _labels_by_key(out, sets):
+def _ultralytics_labels(yaml_path, task):
+    """ultralytics' own loader, as `yolo train data=...` builds it (labels only: no weights, no network), in a
+    child process: importing ultralytics patches PIL.Image.open for the whole process."""
+    if importlib.util.find_spec("ultralytics") is None:
+        pytest.skip("ultralytics is not installed (pip install -e '.[dev]')")
+    env = {**os.environ, "YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "false", "YOLO_VERBOSE": "false"}
+    run = subprocess.run([sys.executable, "-c", ULTRALYTICS, str(yaml_path), task], capture_output=True, text=True,
+                         timeout=600, env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def _labels_by_key(out, labels):
     prov = {p["image"]: p for p in (json.loads(x) for x in (out / "provenance.jsonl").read_text().splitlines())}
-    found = {}
-    for ds in sets.values():
-        for lab in ds.labels:
-            rel = Path(lab["im_file"]).resolve().relative_to(out.resolve()).as_posix()
-            found[prov[rel]["key"]] = lab
-    return found
+    return {prov[Path(lab["im_file"]).resolve().relative_to(out.resolve()).as_posix()]["key"]: lab for lab in labels}
 
 
 @pytest.mark.parametrize("task", ["detect", "segment"])
 def test_ultralytics_reads_every_instance(source, tmp_path, task):
     out = tmp_path / task
     export(source, "yolo-bbox" if task == "detect" else "yolo-seg", out)
-    data, sets = _ultralytics_dataset(out / "data.yaml", task)
-    assert data["names"] == {0: "crack", 1: "stain"} and data["nc"] == 2
-    found = _labels_by_key(out, sets)
+    data = _ultralytics_labels(out / "data.yaml", task)
+    assert data["names"] == {"0": "crack", "1": "stain"} and data["nc"] == 2
+    found = _labels_by_key(out, data["labels"])
     assert len(found) == 8  # every image, good ones as negatives
     for key, lab in found.items():
         insts = expected_instances(key)
-        assert lab["shape"] == (H, W) and len(lab["cls"]) == len(insts), key
+        assert lab["shape"] == [H, W] and len(lab["cls"]) == len(insts), key
         label = key.split("/")[2]
-        assert all(int(c) == ["crack", "stain"].index(label) for c in lab["cls"].ravel())
+        assert all(int(c) == ["crack", "stain"].index(label) for c in lab["cls"])
         for (xc, yc, bw, bh), inst in zip(lab["bboxes"], insts):  # normalised xywh
             x0, y0, x1, y1 = inst.box
             assert np.allclose(((xc - bw / 2) * W, (yc - bh / 2) * H, (xc + bw / 2) * W, (yc + bh / 2) * H),
