@@ -132,9 +132,10 @@ def read_visa(root: str | Path) -> Dataset:
 
 
 def _non_empty(ds: Dataset) -> Dataset:
+    """The data set, refused when it is empty or two records are one image (`Dataset.check_unique`)."""
     if not ds.records:
         raise DefectlabError(f"{ds.root}: no images found for the {ds.format} layout")
-    return ds
+    return ds.check_unique()
 
 
 def detect_format(root: str | Path) -> str:
