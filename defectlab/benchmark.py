@@ -143,7 +143,8 @@ def _check_memory(cfg: BenchmarkConfig, n_images: int, channels: int) -> None:
     det = {**asdict(DetectorParams()), **cfg.detector}
     need = benchmark_bytes(cfg.size, n_images, cfg.n_synthetic, cfg.quality_images if cfg.quality != "none" else 0,
                            det["batch_size"], det["base_channels"], det["depth"], channels=channels)
-    check_memory(f"--size {cfg.size} with {n_images} images and --n-synthetic {cfg.n_synthetic}", need)
+    images = f" for {n_images} images" if n_images else ""
+    check_memory(f"--size {cfg.size} with --n-synthetic {cfg.n_synthetic}{images}", need)
 
 
 # ------------------------------------------------------------------------------------ output folder
