@@ -134,6 +134,26 @@ def test_a_data_set_whose_defect_masks_are_all_empty_is_an_error(tmp_path):
     assert not (tmp_path / "bench").exists()
 
 
+def test_visa_split_csv_and_manifest_lines_are_checked(tmp_path):
+    from defectlab.data import open_dataset, read_manifest
+
+    root = tmp_path / "visa"
+    save(root / "candle" / "Data" / "Images" / "Normal" / "000.JPG", np.zeros((8, 8, 3), np.uint8))
+    (root / "split_csv").mkdir()
+    (root / "split_csv" / "1cls.csv").write_text("object,split,image\ncandle,train,candle/Data/Images/Normal/000.JPG\n")
+    with pytest.raises(DefectlabError, match=r"1cls\.csv: missing column\(s\) label"):
+        open_dataset(root)
+    (root / "split_csv" / "1cls.csv").write_text("object,split,label,image,mask\n"
+                                                 "candle,train,normal,candle/Data/Images/Normal/000.JPG,\n"
+                                                 "candle,test,anomaly,candle/Data/Images/Anomaly/001.JPG,x.png\n")
+    with pytest.raises(DefectlabError, match=r"1cls\.csv: line 3: image .*001\.JPG not found"):
+        open_dataset(root)
+    (tmp_path / "set").mkdir()
+    (tmp_path / "set" / "manifest.jsonl").write_text('{"key": "a/test/good/0"}\n{"key": \n')
+    with pytest.raises(DefectlabError, match=r"manifest\.jsonl: line 2 is not valid JSON"):
+        read_manifest(tmp_path / "set")
+
+
 # ------------------------------------------------------------------------------------ record identity
 def test_two_files_that_differ_only_by_extension_are_refused(tmp_path):
     from defectlab.data import open_dataset
