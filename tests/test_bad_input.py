@@ -224,6 +224,15 @@ def test_export_decodes_every_image_so_a_truncated_one_is_an_error(tmp_path):
     assert hidden_leftovers(tmp_path) == []
 
 
+def test_a_huge_merge_distance_merges_everything_without_a_huge_kernel():
+    from defectlab.export import mask_instances
+
+    mask = np.zeros((20, 30), bool)
+    mask[1, 1] = mask[18, 28] = mask[10, 3] = True
+    # k = 10^9 would ask cv2 for a 10^18-byte kernel; any k >= the longer side gives the same answer
+    assert [i.area for i in mask_instances(mask, 10**9)] == [3] == [i.area for i in mask_instances(mask, 30)]
+
+
 def test_export_overwrite_never_deletes_files_it_did_not_write(tmp_path):
     from defectlab.export import export
 
