@@ -69,7 +69,8 @@ def _pid_alive(pid: int) -> bool:
 
 
 def remove_stale_stages(out_dir: Path) -> list[Path]:
-    """Remove hidden `.part` / `.old` siblings of `out_dir` left by a process that no longer runs."""
+    """Remove hidden `.part` / `.old` siblings of `out_dir` left by a process that no longer runs (an `.old`
+    one still holding the previous output when `out_dir` is missing gives it back first)."""
     out_dir = Path(out_dir)
     removed = []
     if not out_dir.parent.is_dir():
@@ -81,6 +82,9 @@ def remove_stale_stages(out_dir: Path) -> list[Path]:
             continue
         pid = name[len(prefix):].split(".", 1)[0]
         if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            previous = sib / "previous"
+            if name.endswith(".old") and previous.is_dir() and not out_dir.exists():
+                os.replace(previous, out_dir)  # killed between the two renames: the old output comes back
             shutil.rmtree(sib, ignore_errors=True)
             removed.append(sib)
     return removed

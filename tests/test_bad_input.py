@@ -259,6 +259,12 @@ def test_a_part_folder_left_by_a_killed_export_is_removed_by_the_next_one(tmp_pa
     alive.mkdir()
     export(root, "coco", tmp_path / "out")
     assert not stale.exists() and alive.exists()
+    # killed between moving the old output aside and moving the new one in: the old one comes back
+    moved = tmp_path / f".out.{int(dead.stdout)}.z9.old"
+    moved.mkdir()
+    os.replace(tmp_path / "out", moved / "previous")
+    export(root, "yolo-bbox", tmp_path / "out", overwrite=True)
+    assert not moved.exists() and (tmp_path / "out" / "data.yaml").is_file()
 
 
 def test_sigterm_during_a_staged_write_leaves_no_part_folder(tmp_path):
