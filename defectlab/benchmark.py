@@ -102,6 +102,9 @@ def _validate(cfg: BenchmarkConfig):
     """Every check that can fail before any training; returns (dataset, {seed: split})."""
     from . import registry
     from .data import few_shot_split
+    from .limits import check_int, check_side
+    from .paramcheck import check_overrides
+
     if not cfg.methods and cfg.shots <= 0:
         raise DefectlabError("--methods: name at least one synthesis method (or use --shots > 0 for the few-shot baseline)")
     if len(set(cfg.methods)) != len(cfg.methods):
@@ -112,28 +115,48 @@ def _validate(cfg: BenchmarkConfig):
         if m not in cfg.methods:
             raise DefectlabError(f"--method-param: {m!r} is not among --methods ({', '.join(cfg.methods)})")
         try:
-            registry.create(m, **params)
+            method = registry.create(m, **params)
         except (TypeError, ValueError) as exc:
             raise DefectlabError(f"--method-param: {m} does not take {params}: {exc}") from exc
+        check_overrides(m, type(getattr(method, "params", None)), params)  # types, before anything trains
     if not cfg.seeds:
         raise DefectlabError("--seeds: give at least one seed")
+    twice = sorted({s for s in cfg.seeds if cfg.seeds.count(s) > 1})
+    if twice:
+        raise DefectlabError(f"--seeds: seed {', '.join(map(str, twice))} listed twice (a run would count twice)")
     if cfg.quality not in ("all", "first", "none"):
         raise DefectlabError(f"--quality must be all, first or none, got {cfg.quality!r}")
-    if cfg.size < 16:
-        raise DefectlabError(f"--size must be >= 16, got {cfg.size}")
-    if cfg.quality_images < 2:
-        raise DefectlabError(f"--quality-images must be >= 2, got {cfg.quality_images}")
+    check_side("--size", cfg.size)
+    check_int("--shots", cfg.shots, low=0)
+    check_int("--quality-images", cfg.quality_images, low=2)
     if cfg.steps < 1 or cfg.n_synthetic < 1:
         raise DefectlabError(f"--steps and --n-synthetic must be >= 1, got {cfg.steps}, {cfg.n_synthetic}")
     if cfg.detector_name not in DETECTORS:
         raise DefectlabError(f"--detector must be one of {', '.join(DETECTORS)}, got {cfg.detector_name!r}")
     _make_detector(cfg)  # unknown detector parameters -> DefectlabError
+    n_embedded = sum(cfg.embedded.values()) if cfg.format == "embedded" else 0
+    _check_memory(cfg, n_embedded, 3)  # before the embedded set is built at --size
     dataset = _open_dataset(cfg)
     dataset.filter(category=cfg.category)  # unknown category -> DefectlabError naming the ones found
     if not dataset.defect_types(cfg.category):
         raise DefectlabError(f"{dataset.root}: category {cfg.category!r} has no defect images to test on")
+    records = dataset.filter(category=cfg.category).records
+    _check_memory(cfg, len(records), records[0].image().shape[2])
+    dataset.check_defect_masks(cfg.category)  # all empty: a mask convention not understood, not "no defects"
     splits = {s: few_shot_split(dataset, cfg.category, cfg.shots, seed=s) for s in cfg.seeds}
     return dataset, splits
+
+
+def _check_memory(cfg: BenchmarkConfig, n_images: int, channels: int) -> None:
+    """Refuse a --size / --n-synthetic / --quality-images that cannot fit in memory (issue #21)."""
+    from .detect import DetectorParams
+    from .limits import benchmark_bytes, check_memory
+
+    det = {**asdict(DetectorParams()), **cfg.detector}
+    need = benchmark_bytes(cfg.size, n_images, cfg.n_synthetic, cfg.quality_images if cfg.quality != "none" else 0,
+                           det["batch_size"], det["base_channels"], det["depth"], channels=channels)
+    images = f" for {n_images} images" if n_images else ""
+    check_memory(f"--size {cfg.size} with --n-synthetic {cfg.n_synthetic}{images}", need)
 
 
 # ------------------------------------------------------------------------------------ output folder
@@ -163,18 +186,32 @@ def _jsonable(x):
     raise TypeError(f"not JSON-serialisable: {type(x).__name__}")
 
 
-def _prepare_out(out: Path, cfg: dict, overwrite: bool) -> None:
-    """Refuse to clobber results; resume an interrupted run of the same configuration."""
+DATA_FILE = "data_fingerprint.json"  # every data file (size, sha256) and each seed's split, for safe resuming
+
+
+def _read_json_file(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DefectlabError(f"{path}: unreadable ({exc}); pass --overwrite or choose another --out") from exc
+
+
+def _prepare_out(out: Path, cfg: dict, overwrite: bool, fingerprint: dict | None = None) -> None:
+    """Refuse to clobber results; resume an interrupted run of the same configuration on the same data
+    (`fingerprint`, from `defectlab.fingerprint.data_fingerprint`: files and each seed's split)."""
+    from .fingerprint import fingerprint_difference, summary
+
     if out.exists() and not out.is_dir():
         raise DefectlabError(f"{out}: exists and is not a folder")
     cfg_file = out / "config.json"
     before: dict = {}  # method parameters on record from earlier calls into this folder
+    old_splits: dict = {}  # each seed's split on record
     if out.is_dir() and any(out.iterdir()):
         ours = cfg_file.is_file()
         if overwrite:
             if ours:  # remove only what a benchmark writes
                 shutil.rmtree(out / "runs", ignore_errors=True)
-                for name in ("results.json", "results.md", "pr_curves.png", "detections.png", "config.json"):
+                for name in ("results.json", "results.md", "pr_curves.png", "detections.png", "config.json", DATA_FILE):
                     (out / name).unlink(missing_ok=True)
         elif (out / "results.json").is_file():
             raise DefectlabError(f"{out}: already holds benchmark results; pass --overwrite or choose another --out")
@@ -182,7 +219,7 @@ def _prepare_out(out: Path, cfg: dict, overwrite: bool) -> None:
             raise DefectlabError(f"{out}: folder exists and is not a benchmark output; choose another --out "
                                  "(or pass --overwrite to write into it)")
         else:
-            old = json.loads(cfg_file.read_text())
+            old = _read_json_file(cfg_file)
             diff = [k for k in _RESUME_KEYS if (old.get(k) or None) != (cfg.get(k) or None)]  # {} == absent
             # every method that ever ran here keeps its parameters on record; a method may join, not change
             before = old.get("method_params") or {}
@@ -191,8 +228,23 @@ def _prepare_out(out: Path, cfg: dict, overwrite: bool) -> None:
             if diff:
                 raise DefectlabError(f"{out}: holds an interrupted benchmark with a different {', '.join(diff)}; "
                                      "pass --overwrite or choose another --out")
-    (out / "runs").mkdir(parents=True, exist_ok=True)
-    _write_json(cfg_file, dict(cfg, method_params={**before, **{m: cfg["method_params"].get(m, {}) for m in cfg["methods"]}}))
+            old_fp = _read_json_file(out / DATA_FILE) if (out / DATA_FILE).is_file() else old.get("data_fingerprint")
+            if fingerprint is not None and old_fp:  # a folder from before fingerprints: nothing to compare
+                problem = fingerprint_difference(old_fp, fingerprint)
+                if problem:
+                    raise DefectlabError(f"{out}: holds an interrupted benchmark on different data: {problem} since "
+                                         "it started; pass --overwrite or choose another --out")
+                old_splits = old_fp.get("splits", {})
+    record = dict(cfg, method_params={**before, **{m: cfg["method_params"].get(m, {}) for m in cfg["methods"]}})
+    try:
+        (out / "runs").mkdir(parents=True, exist_ok=True)
+        if fingerprint is not None:
+            fingerprint = dict(fingerprint, splits={**old_splits, **fingerprint["splits"]})  # seeds may join
+            _write_json(out / DATA_FILE, fingerprint)
+            record["data_fingerprint"] = summary(fingerprint)
+        _write_json(cfg_file, record)
+    except OSError as exc:
+        raise DefectlabError(f"{out}: cannot write the benchmark output there ({exc.strerror or exc})") from exc
 
 
 def _run_file(out: Path, run: str, seed: int) -> Path:
@@ -500,7 +552,10 @@ def run_benchmark(data: str | Path | None, category: str, methods: Sequence[str]
     passed to `registry.create`, e.g. {"texture_gan": {"steps": 600}}. `threads`: torch CPU threads for the
     whole run (restored after); 1 is fastest on a machine whose cores other jobs are using."""
     from .detect.detector import torch_threads
+    from .limits import check_int
 
+    if threads is not None:
+        check_int("--threads", threads, low=1)
     with torch_threads(threads):
         return _run_benchmark(data, category, methods, out, format=format, shots=shots, seeds=seeds, size=size,
                               steps=steps, n_synthetic=n_synthetic, quality=quality, detector=detector,
@@ -515,6 +570,7 @@ def _run_benchmark(data, category, methods, out, *, format, shots, seeds, size, 
     from .bench import machine_info
     from .detect.prepare import ImageCache
     from .detect.report import summarize
+    from .fingerprint import data_fingerprint
 
     t0 = time.time()
     cfg = BenchmarkConfig(category=category, methods=list(methods), data=str(Path(data).resolve()) if data else None,
@@ -526,7 +582,7 @@ def _run_benchmark(data, category, methods, out, *, format, shots, seeds, size, 
                           method_params={m: dict(v) for m, v in (method_params or {}).items()}, command=command)
     dataset, splits = _validate(cfg)
     out = Path(out)
-    _prepare_out(out, asdict(cfg), overwrite)
+    _prepare_out(out, asdict(cfg), overwrite, data_fingerprint(dataset, cfg.category, splits))
     cache = ImageCache(cfg.size, keep_aspect=cfg.keep_aspect)
     total = len(cfg.seeds) * len(cfg.run_names())
     bar = progress(total=total, desc="benchmark runs", leave=True) if show_progress else tqdm(total=total, disable=True)
@@ -556,12 +612,26 @@ def _csv(kind):
     return parse
 
 
+def _at_least(low: int):
+    """argparse type: an integer >= `low` (a bad value is a usage error, not a traceback later)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--data", help="data set folder (not needed with --format embedded)")
     p.add_argument("--format", default="auto", help="auto, mvtec, magnetic_tile, btad, ksdd2, visa or embedded")
     p.add_argument("--category", required=True, help="category to benchmark (magnetic_tile for Magnetic Tile)")
     p.add_argument("--methods", type=_csv(str), default=[], help="comma-separated synthesis methods")
-    p.add_argument("--shots", type=int, default=10, help="real defects per type for training (default 10)")
+    p.add_argument("--shots", type=_at_least(0), default=10, help="real defects per type for training (default 10)")
     p.add_argument("--seeds", type=_csv(int), default=[0, 1, 2], help="comma-separated seeds (default 0,1,2)")
     p.add_argument("--size", type=int, default=256,
                    help="long side of every image; the aspect is kept and the rest zero-padded (default 256)")
@@ -569,13 +639,13 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--detector", choices=DETECTORS, default="destseg",
                    help="destseg: DeSTSeg-style, pretrained EfficientNet-Lite0 teacher (default); unet: compact U-Net from scratch")
     p.add_argument("--no-patchcore", action="store_true", help="leave out the unsupervised PatchCore row")
-    p.add_argument("--steps", type=int, default=400,
+    p.add_argument("--steps", type=_at_least(1), default=400,
                    help="detector training steps per run (destseg: per stage; default 400)")
-    p.add_argument("--n-synthetic", type=int, default=200, help="synthetic defects per method and seed (default 200)")
+    p.add_argument("--n-synthetic", type=_at_least(1), default=200, help="synthetic defects per method and seed (default 200)")
     p.add_argument("--quality", choices=("all", "first", "none"), default="all",
                    help="KID / FID of each method's synthetic defects for all seeds (default), the first only, "
                         "or none (each FID costs an eigen-decomposition of a 2048 x 2048 matrix)")
-    p.add_argument("--quality-images", type=int, default=100,
+    p.add_argument("--quality-images", type=_at_least(2), default=100,
                    help="at most this many real and synthetic images per KID / FID (default 100)")
     p.add_argument("--embedded-counts", type=_csv(int), metavar="TRAIN,GOOD,DEFECT",
                    help="with --format embedded: good training images, good test images and defects per type "
@@ -583,7 +653,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--method-param", action="append", type=_method_param, default=[], metavar="METHOD.NAME=VALUE",
                    help="override one of a method's parameters (repeatable), e.g. texture_gan.steps=600; "
                         "VALUE is read as JSON, else as a string")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's; 1 is best on a busy machine)")
+    p.add_argument("--threads", type=_at_least(1), help="torch CPU threads (default: torch's; 1 is best on a busy machine)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
     return p
@@ -667,10 +737,8 @@ def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
+    from .cli import run_handler
+
     parser = add_arguments(argparse.ArgumentParser(prog="python -m defectlab.benchmark", description=__doc__,
                                                    formatter_class=argparse.RawDescriptionHelpFormatter))
-    try:
-        sys.exit(main(parser.parse_args()))
-    except DefectlabError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(run_handler(main, parser.parse_args(), prog="python -m defectlab.benchmark"))

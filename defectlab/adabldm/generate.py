@@ -18,6 +18,8 @@ import numpy as np
 
 from ..errors import DefectlabError
 
+MAX_SAMPLES = 10_000  # one gallery row per sample: beyond this the picture alone would not fit in memory
+
 
 def generate_samples(checkpoint: str | Path, data: str, category: str | None, n: int, out: str | Path, *,
                      path: str | None = None, shots: int = 2, seed: int = 0, overwrite: bool = False,
@@ -57,7 +59,7 @@ def generate_samples(checkpoint: str | Path, data: str, category: str | None, n:
     return entries, gallery
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m defectlab.adabldm.generate", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", required=True, help="trained run folder (python -m defectlab.adabldm.train --out)")
     p.add_argument("--data", default="embedded", help="'embedded' or 'magnetic_tile'")
@@ -69,19 +71,30 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--out", required=True, help="output folder (a re-run resumes)")
     p.add_argument("--overwrite", action="store_true")
-    args = p.parse_args(argv)
-    if args.threads:
+    return p
+
+
+def run(args) -> int:
+    from ..limits import check_int
+
+    if args.threads is not None:
+        check_int("--threads", args.threads, low=1)
         import torch
 
         torch.set_num_threads(args.threads)
-    try:
-        entries, gallery = generate_samples(args.checkpoint, args.data, args.category, args.n, args.out, path=args.path,
-                                            shots=args.shots, seed=args.seed, overwrite=args.overwrite)
-    except DefectlabError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    check_int("--n", args.n, low=1, high=MAX_SAMPLES)
+    check_int("--shots", args.shots, low=0)
+    entries, gallery = generate_samples(args.checkpoint, args.data, args.category, args.n, args.out, path=args.path,
+                                        shots=args.shots, seed=args.seed, overwrite=args.overwrite)
     print(f"wrote {len(entries)} samples to {args.out} and {gallery}")
     return 0
+
+
+def main(argv=None) -> int:
+    """Bad input ends as one line `error: ...` and exit status 2 (see `defectlab.cli.run_handler`)."""
+    from ..cli import run_handler
+
+    return run_handler(run, build_parser().parse_args(argv), prog="python -m defectlab.adabldm.generate")
 
 
 if __name__ == "__main__":

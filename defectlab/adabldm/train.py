@@ -146,26 +146,33 @@ def _load_data(args) -> tuple[list, list, list, str]:
     return goods, fgs, defects, category
 
 
-def main(argv=None) -> int:
+def check_args(args) -> None:
+    """The command line's numbers and the output folder, checked before any data is read or model built."""
+    from ..limits import check_int, check_memory, check_side, image_bytes
+
+    if args.threads is not None:
+        check_int("--threads", args.threads, low=1)
+    check_int("--shots", args.shots, low=0)
+    if args.size is not None:
+        check_side("--size", args.size, low=32)
+        # the pairs (composite, trimap) held in memory, and a few float activations of the UNet per pixel
+        check_memory(f"--size {args.size}", 256 * image_bytes(args.size) + 512 * args.size * args.size * 4)
+    if getattr(args, "steps", None) is not None:
+        check_int("--steps", args.steps, low=1)
+    if getattr(args, "minutes", None) is not None and not args.minutes > 0:
+        raise DefectlabError(f"--minutes must be > 0, got {args.minutes}")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise DefectlabError(f"{out}: exists and is not a folder")
+
+
+def run(args) -> int:
     from ..config import quick_mode
     from .pairs import make_pairs
     from .params import ModelConfig
     from .prompts import vocabulary_for
 
-    p = argparse.ArgumentParser(prog="python -m defectlab.adabldm.train", description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", default="embedded", help="'embedded' or 'magnetic_tile'")
-    p.add_argument("--path", help="data set folder (Magnetic Tile)")
-    p.add_argument("--category", help="category to learn (default: the first)")
-    p.add_argument("--shots", type=int, default=2, help="real defects per type given to training")
-    p.add_argument("--size", type=int, default=None, help="image side (default: 128 offline, 256 gpu)")
-    p.add_argument("--recipe", choices=["offline", "gpu"], default="offline")
-    p.add_argument("--pretrained", help="Stable Diffusion hub id or folder (UNet, CLIP, VAE); only the trimap branch trains")
-    p.add_argument("--steps", type=int, help="override the recipe's step count")
-    p.add_argument("--minutes", type=float, help="stop (and checkpoint) after this many minutes")
-    p.add_argument("--threads", type=int, help="torch CPU threads (1 is fastest on a busy shared machine)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="run folder (checkpoints; re-running resumes)")
-    args = p.parse_args(argv)
+    check_args(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     params = OFFLINE_TRAIN if args.recipe == "offline" else GPU_SD_TRAIN
@@ -187,6 +194,30 @@ def main(argv=None) -> int:
         print(f"{category}: {len(history)} steps in {time.time() - t0:.0f} s, loss {np.mean(history[:20]):.4f} -> "
               f"{np.mean(history[-20:]):.4f}; checkpoint in {checkpoint.resolve(args.out)}")
     return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m defectlab.adabldm.train", description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", default="embedded", help="'embedded' or 'magnetic_tile'")
+    p.add_argument("--path", help="data set folder (Magnetic Tile)")
+    p.add_argument("--category", help="category to learn (default: the first)")
+    p.add_argument("--shots", type=int, default=2, help="real defects per type given to training")
+    p.add_argument("--size", type=int, default=None, help="image side (default: 128 offline, 256 gpu)")
+    p.add_argument("--recipe", choices=["offline", "gpu"], default="offline")
+    p.add_argument("--pretrained", help="Stable Diffusion hub id or folder (UNet, CLIP, VAE); only the trimap branch trains")
+    p.add_argument("--steps", type=int, help="override the recipe's step count")
+    p.add_argument("--minutes", type=float, help="stop (and checkpoint) after this many minutes")
+    p.add_argument("--threads", type=int, help="torch CPU threads (1 is fastest on a busy shared machine)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="run folder (checkpoints; re-running resumes)")
+    return p
+
+
+def main(argv=None) -> int:
+    """Bad input ends as one line `error: ...` and exit status 2 (see `defectlab.cli.run_handler`)."""
+    from ..cli import run_handler
+
+    return run_handler(run, build_parser().parse_args(argv), prog="python -m defectlab.adabldm.train")
 
 
 if __name__ == "__main__":

@@ -38,7 +38,8 @@ def load_feature_encoder(encoder="efficientnet-lite0"):
     "random": a tiny randomly initialised encoder of the same family (tests; no weights needed).
     An `nn.Module` is used as it is (e.g. from `torchvision_encoder`).
     In quick mode only (tests, CI without ../shared), a missing TAEF2 file falls back to "random" with a
-    warning; otherwise the missing file is an error naming it, its checksum and where to put it."""
+    warning (a corrupt one is an error); otherwise the missing file is an error naming it, its checksum and
+    where to put it."""
     import warnings
 
     from .. import taesd, weights
@@ -47,7 +48,7 @@ def load_feature_encoder(encoder="efficientnet-lite0"):
     if encoder == "efficientnet-lite0":
         return pretrained_encoder(encoder)
     if encoder == "taef2":
-        if quick_mode() and not weights.available("taef2_encoder"):
+        if quick_mode() and weights.missing("taef2_encoder"):  # a corrupt file is an error, even here
             warnings.warn("TAEF2 encoder weights not found; quick mode uses a random encoder (features are "
                           "meaningless; see defectlab.weights.require('taef2_encoder') for the file)", stacklevel=2)
             return load_feature_encoder("random")
