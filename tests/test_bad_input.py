@@ -414,7 +414,7 @@ def test_resume_after_the_data_changed_is_refused(tmp_path, one_torch_thread):
     root = make_mvtec(tmp_path / "data", n_defect=3)
     out = tmp_path / "bench"
     fast = dict(format="mvtec", shots=1, seeds=[0], size=32, steps=2, n_synthetic=2, quality="none", threads=1,
-                show_progress=False, detector={"base_channels": 4, "depth": 2, "batch_size": 2})
+                show_progress=False, detector_name="unet", detector={"base_channels": 4, "depth": 2, "batch_size": 2})
     run_benchmark(root, "widget", ["cutpaste"], out, **fast)
     fp = json.loads((out / "data_fingerprint.json").read_text())
     assert len(fp["files"]) == 4 + 2 + 3 * 2 and set(fp["splits"]) == {"0"}
