@@ -128,10 +128,15 @@ def greedy_coreset(features, n: int, projection_dim: int, generator, show_progre
         z = features @ proj
     else:
         z = features
+    squared = (z * z).sum(1)
+
+    def to(i: int):  # squared distances of every row to row i: one matrix-vector product
+        return (squared - 2 * (z @ z[i]) + squared[i]).clamp(min=0)
+
     chosen = [int(torch.randint(len(z), (1,), generator=generator))]
-    dist = torch.cdist(z, z[chosen[-1]][None])[:, 0]
+    dist = to(chosen[-1])
     steps = range(n - 1)
     for _ in progress(steps, desc="coreset") if show_progress else steps:
         chosen.append(int(dist.argmax()))
-        dist = torch.minimum(dist, torch.cdist(z, z[chosen[-1]][None])[:, 0])
+        dist = torch.minimum(dist, to(chosen[-1]))
     return torch.tensor(chosen)
