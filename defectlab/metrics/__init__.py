@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import importlib
 
-_SUBMODULES = ("correlation", "detection", "features", "quality")
+_SUBMODULES = ("correlation", "detection", "domain", "features", "iclpips", "isc", "quality")
 
 
 def __getattr__(name: str):
