@@ -250,6 +250,7 @@ def _test_and_record(run, seed, cfg, prepared, maps, scores, top_k, train_second
     buf = io.BytesIO()
     np.savez_compressed(buf, maps=maps[grid].astype(np.float16), index=np.asarray(grid))
     atomic_write_bytes(_run_file(out, run, seed).with_suffix(".npz"), buf.getvalue())
+    _save_image_stats(out, run, seed, masks, maps)  # for the quality <-> detection bootstrap
     result = {"run": run, "method": run.split("+")[0], "seed": seed, "metrics": metrics,
               "train_goods": len(prepared.goods), "split": prepared.meta, **extra,
               "train_seconds": round(train_seconds, 2), "test_seconds": round(test_seconds, 2),
@@ -258,16 +259,35 @@ def _test_and_record(run, seed, cfg, prepared, maps, scores, top_k, train_second
     return result
 
 
+# quality metrics of each method's synthetic defects: (key in the quality files, label, lower is better)
+QUALITY_KEYS = (("kid", "KID", True), ("fid", "FID", True), ("domain_frechet", "domain Fréchet", True),
+                ("domain_kernel", "domain KD", True), ("ic_lpips", "IC-LPIPS", False), ("isc", "IS", False))
+LPIPS_SIZE = 128  # IC-LPIPS on images resized to 128 px: ST-LPIPS keeps stride 1 in its first layer (memory)
+# detection metrics of the method-alone runs the quality metrics are correlated with
+CORRELATION_TARGETS = ("pixel_ap", "iap", "iap90")
+BOOTSTRAP_RESAMPLES = 1000
+
+
 def _quality(prepared, pool, n_max: int, seed: int) -> dict:
-    """KID and FID of (at most `n_max` of) the synthetic pool against (at most `n_max`, a seeded
-    choice of) the held-out real defects, all at the benchmark's size."""
+    """Every quality metric (`defectlab.metrics.quality`) of (at most `n_max` of) the synthetic pool against (at
+    most `n_max`, a seeded choice of) the held-out real defects, all at the benchmark's size: KID (subsets of
+    half the smaller set), FID, the EfficientNet-Lite0 domain distance and IS; IC-LPIPS (DFMGAN protocol) of
+    the pool around the real support defects it was made from, at `LPIPS_SIZE` px."""
     from .metrics import quality
+    from .metrics.domain import DomainParams
 
     real = prepared.heldout_images
     real = [real[i] for i in sorted(np.random.default_rng([seed, 7]).permutation(len(real))[:n_max])]
     fake = [s.image for s in pool[:n_max]]
-    return {"kid": _scalar(quality.kid(real, fake)), "fid": _scalar(quality.fid(real, fake)),
-            "n_real": len(real), "n_fake": len(fake)}
+    side = max(32, int(round(real[0].shape[0] / 32)) * 32)  # EfficientNet wants multiples of 32
+    out = quality.compute(real, fake, fid=False, ic_lpips=False, domain_params=DomainParams(size=side))
+    out["fid"] = _scalar(quality.fid(real, fake))  # (features cached by compute: only the Fréchet part is new)
+    centres = [s.image for s in prepared.support]
+    if len(centres) >= 1:
+        r = quality.ic_lpips(centres, fake, "dfmgan", size=min(LPIPS_SIZE, real[0].shape[0]))
+        out.update(ic_lpips=r.value, ic_lpips_nonempty=r.value_nonempty, ic_lpips_network=r.network,
+                   ic_lpips_protocol=r.protocol, ic_lpips_centres=len(centres))
+    return out
 
 
 def _scalar(value) -> float:
@@ -342,36 +362,151 @@ def _versions() -> dict:
             "torch": torch.__version__, "torchvision": torchvision.__version__, "scikit-learn": sklearn.__version__}
 
 
-def _correlations(cfg: BenchmarkConfig, summary: dict, quality: dict) -> list[dict]:
-    """Rank correlation over methods between each quality metric and pixel AP / IAP90 of the
-    method-alone runs (synthetic defects only, so the detector sees nothing but the method)."""
+def _stats_file(out: Path, run: str, seed: int) -> Path:
+    return out / "runs" / f"{run}__seed{seed}.stats.npz"
+
+
+def _save_image_stats(out: Path, run: str, seed: int, masks, maps) -> None:
+    """Per-image pixel histograms and region scores of a run (`detection.image_stats`), for the bootstrap."""
+    from .metrics.detection import image_stats
+
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **image_stats(masks, maps))
+    atomic_write_bytes(_stats_file(out, run, seed), buf.getvalue())
+
+
+def _correlations(cfg: BenchmarkConfig, summary: dict, quality: dict, out: Path | None = None) -> list[dict]:
+    """Rank correlation over methods between each quality metric and pixel AP / IAP / IAP90 of the
+    method-alone runs (synthetic defects only, so the detector sees nothing but the method).
+
+    With `out` (a benchmark folder): a bootstrap 95 % interval over seeds and test images
+    (`metrics.correlation.bootstrap_rank_correlations`, from the per-image statistics of each run; seeds only when
+    those are missing), and `quality_vs_ap.png`, one scatter panel per quality metric."""
     from .metrics.correlation import rank_correlation
 
     rows = []
     methods = [m for m in cfg.methods if m in summary and m in quality]
     if len(methods) < 3:
         return rows
-    for qk in ("kid", "fid"):
-        for dk in ("pixel_ap", "iap90"):
+    per_seed = _per_seed(cfg, out, methods) if out is not None else None
+    for qk, label, _ in QUALITY_KEYS:
+        for dk in CORRELATION_TARGETS:
+            if any(qk not in quality[m] or dk not in summary[m] for m in methods):
+                continue
             qv = {m: quality[m][qk]["mean"] for m in methods}
             dv = {m: summary[m][dk]["mean"] for m in methods}
             if any(v is None for v in (*qv.values(), *dv.values())):
                 continue
             rho, tau, n = rank_correlation(qv, dv)
-            rows.append({"quality": qk, "detection": dk, "n_methods": n, "spearman": rho, "kendall": tau})
+            row = {"quality": qk, "label": _quality_label(quality, methods, qk, label), "detection": dk,
+                   "n_methods": n, "spearman": rho, "kendall": tau}
+            rows.append(row)
+    if per_seed is not None and rows:
+        boot = _bootstrap(per_seed, methods, sorted({r["quality"] for r in rows}))
+        for row in rows:
+            row.update(boot.get((row["quality"], row["detection"]), {}))
+    if out is not None:
+        _scatter(out, methods, summary, quality)
     return rows
 
 
+def _quality_label(quality: dict, methods: list, key: str, label: str) -> str:
+    """A metric's name with its network, e.g. "IC-LPIPS (ST-LPIPS alex)", "IS (EfficientNet-Lite0)"."""
+    first = quality[methods[0]]
+    if key == "isc" and first.get("isc_network"):
+        return first["isc_network"]
+    if key == "ic_lpips" and first.get("ic_lpips_network"):
+        return f"IC-LPIPS ({first['ic_lpips_network']})"
+    if key == "fid" and first.get("n_fake"):
+        return f"FID (n = {first['n_real']['mean']:.0f} real, {first['n_fake']['mean']:.0f} synthetic)" \
+            if isinstance(first.get("n_real"), dict) else label
+    return label
+
+
+def _per_seed(cfg: BenchmarkConfig, out: Path, methods: list) -> dict:
+    """Per seed: each method's quality values and its method-alone run's image statistics (or metrics)."""
+    data: dict = {"quality": {}, "stats": {}, "metrics": {}}
+    for m in methods:
+        for s in cfg.seeds:
+            qf, rf, sf = _quality_file(out, m, s), _run_file(out, m, s), _stats_file(out, m, s)
+            if qf.is_file():
+                data["quality"].setdefault(m, {})[s] = json.loads(qf.read_text())
+            if rf.is_file():
+                data["metrics"].setdefault(m, {})[s] = json.loads(rf.read_text())["metrics"]
+            if sf.is_file():
+                with np.load(sf) as z:
+                    data["stats"].setdefault(m, {})[s] = {k: z[k] for k in z.files}
+    return data
+
+
+def _bootstrap(per_seed: dict, methods: list, keys: list) -> dict:
+    """Bootstrap intervals of every (quality key, detection target) pair at once (one set of resamples)."""
+    from .metrics.correlation import bootstrap_rank_correlations
+    from .metrics.detection import binned_metrics
+
+    seeds = sorted(set.intersection(*(set(per_seed["quality"].get(m, {})) & set(per_seed["metrics"].get(m, {}))
+                                      for m in methods)))
+    keys = [k for k in keys if all(per_seed["quality"][m][s].get(k) is not None for m in methods for s in seeds)]
+    if not seeds or not keys:
+        return {}
+    stats = per_seed["stats"]
+    by_image = all(s in stats.get(m, {}) for m in methods for s in seeds)
+    n_images = {s: len(stats[methods[0]][s]["pos_hist"]) if by_image else 1 for s in seeds}
+
+    def detection(m, s, w):
+        if by_image and w is not None:
+            return {k: v for k, v in binned_metrics(stats[m][s], w).items() if k in CORRELATION_TARGETS}
+        return {k: per_seed["metrics"][m][s][k] for k in CORRELATION_TARGETS}
+
+    quality = {k: {m: {s: per_seed["quality"][m][s][k] for s in seeds} for m in methods} for k in keys}
+    boot = bootstrap_rank_correlations(quality, detection, seeds, n_images, resamples=BOOTSTRAP_RESAMPLES,
+                                       rng=np.random.default_rng([len(seeds), len(methods), 17]))
+    how = "seeds and test images" if by_image else "seeds only"
+    return {pair: {"spearman_ci": r["spearman_ci"], "kendall_ci": r["kendall_ci"], "n_boot": r["n_boot"],
+                   "bootstrap": how, "n_seeds": len(seeds)} for pair, r in boot.items()}
+
+
+def _scatter(out: Path, methods: list, summary: dict, quality: dict) -> None:
+    import matplotlib.pyplot as plt
+
+    from .metrics.correlation import scatter_figure
+    from .viz import save_figure
+
+    points = {}
+    for qk, label, lower in QUALITY_KEYS:
+        if all(qk in quality[m] and quality[m][qk]["mean"] is not None for m in methods):
+            name = _quality_label(quality, methods, qk, label) + (" ↓" if lower else " ↑")
+            points[name] = {m: (quality[m][qk]["mean"], quality[m][qk]["std"], summary[m]["pixel_ap"]["mean"],
+                                summary[m]["pixel_ap"]["std"]) for m in methods}
+    if points:
+        fig = scatter_figure(points, "pixel AP (method alone)")
+        save_figure(fig, out / "quality_vs_ap.png")
+        plt.close(fig)
+
+
 def _load_runs(cfg: BenchmarkConfig, out: Path) -> tuple[list[dict], dict]:
+    """The run records, and per method every numeric quality value as mean ± std over seeds (labels such as
+    the networks used are kept as they are)."""
+    from .detect.report import mean_std
+
     runs = [json.loads(_run_file(out, r, s).read_text()) for s in cfg.seeds for r in cfg.run_names()]
     qual = [json.loads(_quality_file(out, m, s).read_text()) for s in cfg.seeds for m in cfg.methods
             if _quality_file(out, m, s).is_file()]
     by_method: dict[str, list[dict]] = {}
     for q in qual:
         by_method.setdefault(q["method"], []).append(q)
-    from .detect.report import mean_std
-
-    quality = {m: {k: mean_std([q[k] for q in qs]) for k in ("kid", "fid")} for m, qs in by_method.items()}
+    quality = {}
+    for m, qs in by_method.items():
+        entry = {}
+        for k in qs[0]:
+            if k in ("method", "seed"):
+                continue
+            values = [q.get(k) for q in qs]
+            if all(isinstance(v, (int, float)) or v is None for v in values):
+                entry[k] = mean_std(values)
+            else:
+                entry[k] = values[0]
+        quality[m] = entry
     return runs, quality
 
 
@@ -397,6 +532,16 @@ def _plots(cfg: BenchmarkConfig, out: Path, cache, splits) -> None:
     plt.close(fig)
 
 
+def _num(v) -> str:
+    return f"{v:+.2f}" if isinstance(v, float) and np.isfinite(v) else "–"
+
+
+def _interval(ci) -> str:
+    if not ci or any(v is None or not np.isfinite(v) for v in ci):
+        return "–"
+    return f"[{ci[0]:+.2f}, {ci[1]:+.2f}]"
+
+
 def _markdown(cfg: BenchmarkConfig, results: dict) -> str:
     from .detect.report import markdown_table
 
@@ -414,10 +559,14 @@ def _markdown(cfg: BenchmarkConfig, results: dict) -> str:
               markdown_table(s, results["quality"], cfg.run_names()), "",
               "`fewshot`: the real support defects only; `<method>`: its synthetic defects only; "
               "`<method>+fewshot`: both. pixel AP, IAP and IAP90 are the metrics that small defects cannot flatter. "
-              f"KID / FID: at most {cfg.quality_images} of the method's synthetic images vs at most as many held-out "
+              f"Quality: at most {cfg.quality_images} of the method's synthetic images vs at most as many held-out "
               "real defect images "
               f"({'every seed' if cfg.quality == 'all' else 'first seed only' if cfg.quality == 'first' else 'not computed'}; "
-              "same value on both rows of a method).", ""]
+              "same value on both rows of a method): KID (Inception; mean of 100 subsets of half the smaller set), "
+              "FID (Inception, at the n shown; biased upward at small n), the domain distance (Fréchet and kernel "
+              "distance of pooled EfficientNet-Lite0 features, the detector's backbone: *not* FID), IC-LPIPS (DFMGAN "
+              f"protocol, clusters around the real support defects, {LPIPS_SIZE} px) and IS; the networks are named in "
+              "the column titles.", ""]
     scorers = [m for m in cfg.methods if scores_itself(m)]
     if scorers:
         lines += [", ".join(f"`{m}`" for m in scorers) + ": feature-space method(s), tested through their own anomaly "
@@ -436,13 +585,19 @@ def _markdown(cfg: BenchmarkConfig, results: dict) -> str:
                       f"{s[best]['iap90']['mean']:.3f} vs {base['iap90']['mean']:.3f}.", ""]
     lines += ["## Quality vs detection: rank correlation over methods", ""]
     if results["correlation"]:
-        keys = [k for k in results["correlation"][0] if k not in ("quality", "detection", "n_methods")]
-        lines += ["| quality | detection | " + " | ".join(keys) + " |", "|---|---|" + "---|" * len(keys)]
+        lines += ["| quality | detection | Spearman ρ | 95 % interval | Kendall τ | 95 % interval |",
+                  "|---|---|---|---|---|---|"]
         for c in results["correlation"]:
-            cells = [f"{c[k]:.3f}" if isinstance(c[k], float) and np.isfinite(c[k]) else "–" for k in keys]
-            lines.append(f"| {c['quality']} | {c['detection']} | " + " | ".join(cells) + " |")
-        lines += ["", f"Over the {results['correlation'][0]['n_methods']} `method`-alone runs; lower KID/FID is "
-                  "better, so a useful quality metric correlates negatively with AP and IAP90.", ""]
+            lines.append(f"| {c.get('label', c['quality'])} | {c['detection']} | {_num(c['spearman'])} | "
+                         f"{_interval(c.get('spearman_ci'))} | {_num(c['kendall'])} | {_interval(c.get('kendall_ci'))} |")
+        first = results["correlation"][0]
+        how = (f"bootstrap over {first.get('bootstrap')} ({first.get('n_boot')} finite of {BOOTSTRAP_RESAMPLES} "
+               f"resamples, {first.get('n_seeds')} seed(s); pixel AP / IAP of a resample from 1000-bin histograms)"
+               if first.get("bootstrap") else "no bootstrap")
+        lines += ["", f"Over the {first['n_methods']} `method`-alone runs; {how}. Lower KID / FID / domain distance "
+                  "is better, so a quality metric that predicts usefulness correlates *negatively* with AP; "
+                  "IC-LPIPS (diversity) and IS would correlate positively. With a handful of methods an interval "
+                  "that spans 0 means: no evidence either way.", "", "![quality vs pixel AP](quality_vs_ap.png)", ""]
     else:
         lines += ["Needs at least three methods with quality scores.", ""]
     lines += ["## Plots", "", "![PR curves](pr_curves.png)", "", "![detections](detections.png)", "",
@@ -501,7 +656,7 @@ def _run_benchmark(data, category, methods, out, *, format, shots, seeds, size, 
                "wall_seconds": round(time.time() - t0, 1),
                "compute_seconds": round(sum(r["train_seconds"] + r["test_seconds"] for r in runs), 1),
                "runs": [{k: v for k, v in r.items() if k != "curves"} for r in runs],
-               "summary": summary, "quality": qual, "correlation": _correlations(cfg, summary, qual)}
+               "summary": summary, "quality": qual, "correlation": _correlations(cfg, summary, qual, out)}
     _plots(cfg, out, cache, splits)
     _write_json(out / "results.json", results)  # last: its presence marks a finished benchmark
     atomic_write_bytes(out / "results.md", _markdown(cfg, results).encode())

@@ -8,7 +8,9 @@ import numpy as np
 # (key in the metrics dict, column title) of the results table
 TABLE_METRICS = (("image_auroc", "image AUROC"), ("pixel_auroc", "pixel AUROC"), ("pixel_ap", "pixel AP"),
                  ("iap", "IAP"), ("iap90", "IAP90"), ("aupro", "AUPRO"))
-QUALITY_METRICS = (("kid", "KID ↓"), ("fid", "FID ↓"))
+# (key in the quality dict, column title, digits); titles name the network when the quality entry does
+QUALITY_METRICS = (("kid", "KID ↓", 4), ("fid", "FID ↓", 1), ("domain_frechet", "domain Fréchet ↓", 2),
+                   ("domain_kernel", "domain KD ↓", 3), ("ic_lpips", "IC-LPIPS ↑", 3), ("isc", "IS", 2))
 
 
 def mean_std(values: Sequence[float]) -> dict:
@@ -34,9 +36,24 @@ def fmt(stat: dict | None, digits: int = 3) -> str:
     return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
 
 
+def _quality_title(key: str, title: str, quality: dict) -> str:
+    """Column title with the network and n from the first quality entry that names them."""
+    for q in quality.values():
+        if key == "ic_lpips" and isinstance(q.get("ic_lpips_network"), str):
+            return f"IC-LPIPS ({q['ic_lpips_network']}) ↑"
+        if key == "isc" and isinstance(q.get("isc_network"), str):
+            return q["isc_network"]
+        if key == "fid" and isinstance(q.get("n_fake"), dict) and q["n_fake"].get("mean"):
+            return f"FID ↓ (n {q['n_real']['mean']:.0f}/{q['n_fake']['mean']:.0f})"
+    return title
+
+
 def markdown_table(summary: dict, quality: dict, order: Sequence[str]) -> str:
-    """One row per run name in `order`: detection metrics, then the quality of its synthetic defects."""
-    head = ["run"] + [t for _, t in TABLE_METRICS] + [t for _, t in QUALITY_METRICS]
+    """One row per run name in `order`: detection metrics, then the quality of its synthetic defects
+    (only the quality columns some method has)."""
+    cols = [(k, _quality_title(k, t, quality), d) for k, t, d in QUALITY_METRICS
+            if any(k in q for q in quality.values())] or [(k, t, d) for k, t, d in QUALITY_METRICS[:2]]
+    head = ["run"] + [t for _, t in TABLE_METRICS] + [t for _, t, _ in cols]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name in order:
         if name not in summary:
@@ -44,7 +61,7 @@ def markdown_table(summary: dict, quality: dict, order: Sequence[str]) -> str:
         method = name.split("+")[0]
         q = quality.get(method, {}) if name != "fewshot" else {}
         cells = [f"`{name}`"] + [fmt(summary[name].get(k)) for k, _ in TABLE_METRICS]
-        cells += [fmt(q.get("kid"), 4), fmt(q.get("fid"), 1)]
+        cells += [fmt(q.get(k) if isinstance(q.get(k), dict) else None, d) for k, _, d in cols]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -334,5 +334,55 @@ def evaluate(masks, maps, scores=None, top_k: int = 100) -> dict:
     }
 
 
-__all__ = ["PRCurve", "PixelCurve", "aupro", "auroc", "average_precision", "evaluate", "f1_max", "iap",
+__all__ = ["PRCurve", "PixelCurve", "aupro", "auroc", "average_precision", "binned_metrics", "evaluate", "f1_max", "iap", "image_stats",
            "image_scores", "instance_scores", "pixel_ap", "pixel_auroc", "pixel_curve", "pixel_f1_max", "pr_curve"]
+
+
+# ---------------------------------------------------------------- per-image statistics for bootstrapping
+
+def image_stats(masks, maps, bins: int = 1000, quantile: float = 0.5) -> dict:
+    """What a bootstrap over test images needs, per image: histograms of defect and good pixel scores
+    (`bins` equal bins on [0, 1]; maps outside are clipped) and the DeSTSeg score of each defect region.
+
+    Returns {"pos_hist": (N, bins) int32, "neg_hist": (N, bins) int32, "inst_scores": (R,) float32,
+    "inst_image": (R,) int32}. `binned_metrics` turns any resample of the images back into pixel AP / IAP.
+    """
+    y, s = _checked(masks, maps)
+    idx = np.minimum((np.clip(s, 0, 1) * bins).astype(np.int64), bins - 1)
+    flat = idx.reshape(len(y), -1) + (np.arange(len(y)) * bins)[:, None]
+    yf = y.reshape(len(y), -1)
+    pos = np.bincount(flat[yf], minlength=len(y) * bins).reshape(len(y), bins)
+    neg = np.bincount(flat[~yf], minlength=len(y) * bins).reshape(len(y), bins)
+    labels, n = _components(y)
+    inst = instance_scores(y, s, quantile, (labels, n)).astype(np.float32)
+    region_image = np.zeros(n + 1, np.int32)
+    for i, lab in enumerate(labels):
+        region_image[np.unique(lab[lab > 0])] = i
+    return {"pos_hist": pos.astype(np.int32), "neg_hist": neg.astype(np.int32), "inst_scores": inst,
+            "inst_image": region_image[1:]}
+
+
+def binned_metrics(stats: dict, weights=None, recall_level: float = 0.9) -> dict:
+    """pixel AP, IAP and IAP90 from `image_stats`, each image counted `weights[i]` times (a bootstrap resample;
+    default once). Scores are binned, so the values approximate the exact ones to the bin width."""
+    pos, neg = np.asarray(stats["pos_hist"], np.float64), np.asarray(stats["neg_hist"], np.float64)
+    w = np.ones(len(pos)) if weights is None else np.asarray(weights, np.float64)
+    tp = np.cumsum((w @ pos)[::-1])[::-1]  # defect pixels in bins >= b
+    allp = tp + np.cumsum((w @ neg)[::-1])[::-1]
+    out = {"pixel_ap": float("nan"), "iap": float("nan"), "iap90": float("nan")}
+    if tp[0] <= 0:
+        return out
+    prec = np.divide(tp, allp, out=np.zeros_like(tp), where=allp > 0)
+    recall = tp / tp[0]
+    steps = -np.diff(np.append(recall, 0.0))  # recall gained at each bin, walking down from the top
+    out["pixel_ap"] = float(np.sum(steps * prec))
+    reps = np.round(w).astype(np.int64)[np.asarray(stats["inst_image"], np.int64)]
+    scores = np.sort(np.repeat(np.asarray(stats["inst_scores"], np.float64), reps))
+    if scores.size:
+        b = np.minimum((np.clip(scores, 0, 1) * len(tp)).astype(np.int64), len(tp) - 1)
+        precision = np.maximum.accumulate(prec[b])
+        n = scores.size
+        rec = 1 - np.arange(n) / n
+        k = np.searchsorted(rec[::-1], recall_level, side="left")
+        out["iap"], out["iap90"] = float(precision.mean()), float(precision[::-1][min(k, n - 1)])
+    return out

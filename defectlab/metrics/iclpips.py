@@ -140,6 +140,9 @@ def _stlpips_model(net: str):
     return model
 
 
+_ST_MODELS: dict = {}
+
+
 def resolve_variant(net: str, variant: str = "auto", backbone=None) -> str:
     """"lpips" when asked, or (auto) when torchvision's trunk weights are found; else "st" (shift-tolerant)."""
     if variant not in VARIANTS:
@@ -171,9 +174,11 @@ def lpips_model(net: str = "alex", backbone=None, random_backbone: int | None = 
     if net not in LPIPS_BACKBONES:
         raise DefectlabError(f"net: expected one of {sorted(LPIPS_BACKBONES)}, got {net!r}")
     if random_backbone is None and resolve_variant(net, variant, backbone) == "st":
-        model = _stlpips_model(net).eval().requires_grad_(False)
-        model.label = network_label(net, "st")
-        return model
+        if net not in _ST_MODELS:  # frozen and read-only: one per process
+            model = _stlpips_model(net).eval().requires_grad_(False)
+            model.label = network_label(net, "st")
+            _ST_MODELS[net] = model
+        return _ST_MODELS[net]
     with torch.random.fork_rng(devices=[]):  # lpips/torchvision initialise from the global RNG: leave it untouched
         model = lpips.LPIPS(net=net, pnet_rand=True, verbose=False)
     slices = [(int(k), m) for s in model.net.children() for k, m in s.named_children()]
