@@ -261,7 +261,11 @@ def _test_and_record(run, seed, cfg, prepared, maps, scores, top_k, train_second
 
 # quality metrics of each method's synthetic defects: (key in the quality files, label, lower is better)
 QUALITY_KEYS = (("kid", "KID", True), ("fid", "FID", True), ("domain_frechet", "domain Fréchet", True),
-                ("domain_kernel", "domain KD", True), ("ic_lpips", "IC-LPIPS", False), ("isc", "IS", False))
+                ("domain_kernel", "domain KD", True), ("ic_lpips", "IC-LPIPS", False), ("isc", "IS", False),
+                ("region_kid", "region KID", True), ("region_fid", "region FID", True),
+                ("region_domain_frechet", "region domain Fréchet", True), ("region_ic_lpips", "region IC-LPIPS", False),
+                ("visibility_ratio", "visibility ratio", False), ("trts_pixel_ap", "TRTS pixel AP", False),
+                ("trts_aupro", "TRTS AUPRO", False))
 LPIPS_SIZE = 128  # IC-LPIPS on images resized to 128 px: ST-LPIPS keeps stride 1 in its first layer (memory)
 # detection metrics of the method-alone runs the quality metrics are correlated with
 CORRELATION_TARGETS = ("pixel_ap", "iap", "iap90")
@@ -287,6 +291,22 @@ def _quality(prepared, pool, n_max: int, seed: int) -> dict:
         r = quality.ic_lpips(centres, fake, "dfmgan", size=min(LPIPS_SIZE, real[0].shape[0]))
         out.update(ic_lpips=r.value, ic_lpips_nonempty=r.value_nonempty, ic_lpips_network=r.network,
                    ic_lpips_protocol=r.protocol, ic_lpips_centres=len(centres))
+    out.update(_region_quality(prepared, pool, n_max))
+    return out
+
+
+def _region_quality(prepared, pool, n_max: int) -> dict:
+    """Issue 23: the quality metrics on windows around each defect (`metrics.region`, at most `n_max` windows a
+    side, synthetic vs every held-out real defect) and the visibility of the defects against their ring."""
+    from .metrics import region, visibility
+
+    held = [(im, m) for im, m, lab in zip(prepared.test_images, prepared.test_masks, prepared.test_labels)
+            if lab != "good"]
+    real_images, real_masks = [im for im, _ in held], [m for _, m in held]
+    fake_images, fake_masks = [s.image for s in pool[:n_max]], [s.mask for s in pool[:n_max]]
+    params = region.RegionParams(max_windows=n_max)
+    out = region.region_quality(real_images, real_masks, fake_images, fake_masks, params)
+    out.update(visibility.compare(real_images, real_masks, fake_images, fake_masks))
     return out
 
 
@@ -583,6 +603,19 @@ def _markdown(cfg: BenchmarkConfig, results: dict) -> str:
                       f"{s[best]['pixel_ap']['mean']:.3f} vs {base['pixel_ap']['mean']:.3f} few-shot only "
                       f"({s[best]['pixel_ap']['mean'] - base['pixel_ap']['mean']:+.3f}); IAP90 "
                       f"{s[best]['iap90']['mean']:.3f} vs {base['iap90']['mean']:.3f}.", ""]
+    from .detect.report import region_table
+
+    region = region_table(results["quality"], [m for m in cfg.methods if not scores_itself(m)])
+    if region:
+        lines += ["## Where the defect is: region quality, visibility, TRTS", "", region, "",
+                  "Region metrics: each defect's square window (its box plus half the box's longer side of context on "
+                  "every side, at least 32 px, resized to 128 px), synthetic windows vs the same windows around every "
+                  "held-out real defect (n = windows shown; KID subsets of half the smaller set; region IC-LPIPS "
+                  "clusters around the real windows). Visibility: contrast of the defect against the ring around it "
+                  "(mean and Sobel-energy contrast, each normalised by the ring's spread), median over defects; ratio "
+                  "= synthetic / real; ⚠ = synthetic defects less than half as visible as the real ones. TRTS: a "
+                  "detector trained on the real support defects only, scored on the synthetic masks (empty when not "
+                  "run).", ""]
     lines += ["## Quality vs detection: rank correlation over methods", ""]
     if results["correlation"]:
         lines += ["| quality | detection | Spearman ρ | 95 % interval | Kendall τ | 95 % interval |",

@@ -114,3 +114,19 @@ def test_benchmark_correlations_with_bootstrap_scatter_and_labelled_columns(tmp_
         f.unlink()
     rows = _correlations(cfg, summary, quality, out)
     assert rows[0]["bootstrap"] == "seeds only"
+
+
+def test_region_table_flags_far_less_visible_methods():
+    from defectlab.detect.report import region_table
+
+    def ms(v):
+        return {"mean": v, "std": 0.0, "n": 2}
+
+    quality = {"good": {"region_n_fake": ms(40), "region_n_real": ms(12), "region_kid": ms(0.01),
+                        "visibility_fake": ms(3.0), "visibility_ratio": ms(0.9)},
+               "faint": {"region_n_fake": ms(40), "region_n_real": ms(12), "region_kid": ms(0.002),
+                         "visibility_fake": ms(0.4), "visibility_ratio": ms(0.12)}}
+    table = region_table(quality, ["good", "faint"])
+    assert "| `faint` ⚠ |" in table and "| `good` |" in table and "40 / 12" in table
+    assert "TRTS" not in table  # columns only for what was measured
+    assert region_table({}, ["good"]) == ""

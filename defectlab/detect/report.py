@@ -66,6 +66,38 @@ def markdown_table(summary: dict, quality: dict, order: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+# quality on windows around the defects, visibility and TRTS (issue 23): (key, column title, digits)
+REGION_METRICS = (("region_n_fake", "windows (synthetic / real)", 0), ("region_kid", "region KID ↓", 4),
+                  ("region_fid", "region FID ↓", 1), ("region_domain_frechet", "region domain Fréchet ↓", 2),
+                  ("region_ic_lpips", "region IC-LPIPS ↑", 3), ("visibility_fake", "visibility (synthetic)", 2),
+                  ("visibility_ratio", "visibility ratio to real", 2), ("trts_pixel_ap", "TRTS pixel AP", 3),
+                  ("trts_aupro", "TRTS AUPRO", 3))
+
+
+def region_table(quality: dict, methods: Sequence[str], flag_ratio: float = 0.5) -> str:
+    """One row per method: the REGION_METRICS it has (mean ± std over seeds); a method whose synthetic defects
+    are far less visible than the real ones (ratio below `flag_ratio`) is marked ⚠."""
+    cols = [c for c in REGION_METRICS if any(c[0] in quality.get(m, {}) for m in methods)]
+    if not cols:
+        return ""
+    lines = ["| method | " + " | ".join(t for _, t, _ in cols) + " |", "|---|" + "---|" * len(cols)]
+    for m in methods:
+        q = quality.get(m)
+        if not q:
+            continue
+        cells = []
+        for k, _, d in cols:
+            if k == "region_n_fake":
+                n_real = q.get("region_n_real")
+                cells.append(f"{fmt(q.get(k), 0)} / {fmt(n_real, 0)}" if isinstance(q.get(k), dict) else "–")
+            else:
+                cells.append(fmt(q.get(k) if isinstance(q.get(k), dict) else None, d))
+        ratio = q.get("visibility_ratio")
+        flagged = isinstance(ratio, dict) and ratio.get("mean") is not None and ratio["mean"] < flag_ratio
+        lines.append(f"| `{m}`{' ⚠' if flagged else ''} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def downsample_curve(x: np.ndarray, y: np.ndarray, points: int = 200) -> tuple[list, list]:
     """Keep about `points` points of a curve so it fits in a JSON file."""
     idx = np.unique(np.linspace(0, len(x) - 1, min(points, len(x))).round().astype(int))
