@@ -89,7 +89,8 @@ def region_table(quality: dict, methods: Sequence[str], flag_ratio: float = 0.5)
         for k, _, d in cols:
             if k == "region_n_fake":
                 n_real = q.get("region_n_real")
-                cells.append(f"{fmt(q.get(k), 0)} / {fmt(n_real, 0)}" if isinstance(q.get(k), dict) else "–")
+                cells.append(f"{q[k]['mean']:.0f} / {n_real['mean']:.0f}" if isinstance(q.get(k), dict)
+                             and isinstance(n_real, dict) and q[k].get("mean") is not None else "–")
             else:
                 cells.append(fmt(q.get(k) if isinstance(q.get(k), dict) else None, d))
         ratio = q.get("visibility_ratio")
