@@ -486,20 +486,31 @@ def _bootstrap(per_seed: dict, methods: list, keys: list) -> dict:
                    "bootstrap": how, "n_seeds": len(seeds)} for pair, r in boot.items()}
 
 
+def quality_scatter(results: dict, methods: Sequence[str] | None = None, detection: str = "pixel_ap"):
+    """The quality <-> usefulness figure from a benchmark's `results.json` content: one panel per quality metric
+    (x: its mean over seeds, y: the method-alone run's `detection` mean; error bars: std over seeds), or None
+    when no quality metric was measured for every method."""
+    from .metrics.correlation import scatter_figure
+
+    summary, quality = results["summary"], results["quality"]
+    methods = [m for m in (methods or quality) if m in summary and m in quality]
+    points = {}
+    for qk, label, lower in QUALITY_KEYS:
+        if methods and all(isinstance(quality[m].get(qk), dict) and quality[m][qk]["mean"] is not None
+                           for m in methods):
+            name = _quality_label(quality, methods, qk, label) + (" ↓" if lower else " ↑")
+            points[name] = {m: (quality[m][qk]["mean"], quality[m][qk]["std"], summary[m][detection]["mean"],
+                                summary[m][detection]["std"]) for m in methods}
+    return scatter_figure(points, f"{detection.replace('_', ' ')} (method alone)") if points else None
+
+
 def _scatter(out: Path, methods: list, summary: dict, quality: dict) -> None:
     import matplotlib.pyplot as plt
 
-    from .metrics.correlation import scatter_figure
     from .viz import save_figure
 
-    points = {}
-    for qk, label, lower in QUALITY_KEYS:
-        if all(qk in quality[m] and quality[m][qk]["mean"] is not None for m in methods):
-            name = _quality_label(quality, methods, qk, label) + (" ↓" if lower else " ↑")
-            points[name] = {m: (quality[m][qk]["mean"], quality[m][qk]["std"], summary[m]["pixel_ap"]["mean"],
-                                summary[m]["pixel_ap"]["std"]) for m in methods}
-    if points:
-        fig = scatter_figure(points, "pixel AP (method alone)")
+    fig = quality_scatter({"summary": summary, "quality": quality}, methods)
+    if fig is not None:
         save_figure(fig, out / "quality_vs_ap.png")
         plt.close(fig)
 
