@@ -11,8 +11,9 @@ held-out good images. Runs: `fewshot` (real few-shot defects only), `<method>` (
 defects only) and `<method>+fewshot` (both). Feature-space methods (SimpleNet, GLASS global) make
 their anomalies in feature space and are detectors themselves: their single run `<method>` tests
 the method's own `score()` maps, fitted on the good training images. Beside the detection metrics,
-each pixel-space method's KID and FID (synthetic vs held-out real defects) and the rank correlation
-of quality with detection.
+each pixel-space method's quality (KID, FID, domain distance, IC-LPIPS, IS; also on windows around the
+defects, and their visibility: synthetic vs held-out real defects) and the rank correlation of each with
+detection, with bootstrap intervals.
 
 Writes `results.json`, `results.md`, `pr_curves.png`, `detections.png` and `runs/` (one JSON per
 run and seed: an interrupted benchmark resumes where it stopped). Every file is written atomically.

@@ -10,7 +10,8 @@ Weights, first found wins (nothing is ever downloaded):
 
 Either way the network runs as torch-fidelity's `FeatureExtractorInceptionV3` (registered in torch-fidelity as
 "defectlab-inception-v3"), so its TF1-compatible resizing to 299x299 and its arithmetic are used unchanged.
-The fid-helper file has no classifier, so the Inception Score needs torch-fidelity's file.
+The fid-helper file has no classifier, so the *Inception* Score needs torch-fidelity's file; without it
+`quality.inception_score` computes "IS (EfficientNet-Lite0)" instead (`defectlab.metrics.isc`), named as such.
 
 Features are cached in memory and on disk under `cache_dir()/features/<backbone sha256>/`, one .npy per image,
 keyed by the SHA-256 of the image's 8-bit pixels: re-running never re-extracts an image already seen.
