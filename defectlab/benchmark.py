@@ -502,7 +502,8 @@ def quality_scatter(results: dict, methods: Sequence[str] | None = None, detecti
             name = _quality_label(quality, methods, qk, label) + (" ↓" if lower else " ↑")
             points[name] = {m: (quality[m][qk]["mean"], quality[m][qk]["std"], summary[m][detection]["mean"],
                                 summary[m][detection]["std"]) for m in methods}
-    return scatter_figure(points, f"{detection.replace('_', ' ')} (method alone)") if points else None
+    name = {"pixel_ap": "pixel AP", "iap": "IAP", "iap90": "IAP90"}.get(detection, detection)
+    return scatter_figure(points, f"{name} (method alone)") if points else None
 
 
 def _scatter(out: Path, methods: list, summary: dict, quality: dict) -> None:
