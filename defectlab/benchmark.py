@@ -270,6 +270,7 @@ QUALITY_KEYS = (("kid", "KID", True), ("fid", "FID", True), ("domain_frechet", "
 LPIPS_SIZE = 128  # IC-LPIPS on images resized to 128 px: ST-LPIPS keeps stride 1 in its first layer (memory)
 # detection metrics of the method-alone runs the quality metrics are correlated with
 CORRELATION_TARGETS = ("pixel_ap", "iap", "iap90")
+GAIN = "pixel_ap_gain"  # and the downstream gain: pixel AP of `<method>+fewshot` minus that of `fewshot`
 BOOTSTRAP_RESAMPLES = 1000
 
 
@@ -398,7 +399,8 @@ def _save_image_stats(out: Path, run: str, seed: int, masks, maps) -> None:
 
 def _correlations(cfg: BenchmarkConfig, summary: dict, quality: dict, out: Path | None = None) -> list[dict]:
     """Rank correlation over methods between each quality metric and pixel AP / IAP / IAP90 of the
-    method-alone runs (synthetic defects only, so the detector sees nothing but the method).
+    method-alone runs (synthetic defects only, so the detector sees nothing but the method), and the
+    downstream gain `pixel_ap_gain` (pixel AP of `<method>+fewshot` minus `fewshot`) when those runs exist.
 
     With `out` (a benchmark folder): a bootstrap 95 % interval over seeds and test images
     (`metrics.correlation.bootstrap_rank_correlations`, from the per-image statistics of each run; seeds only when
@@ -411,11 +413,11 @@ def _correlations(cfg: BenchmarkConfig, summary: dict, quality: dict, out: Path 
         return rows
     per_seed = _per_seed(cfg, out, methods) if out is not None else None
     for qk, label, _ in QUALITY_KEYS:
-        for dk in CORRELATION_TARGETS:
-            if any(qk not in quality[m] or dk not in summary[m] for m in methods):
+        for dk in (*CORRELATION_TARGETS, GAIN):
+            if any(qk not in quality[m] for m in methods):
                 continue
             qv = {m: quality[m][qk]["mean"] for m in methods}
-            dv = {m: summary[m][dk]["mean"] for m in methods}
+            dv = {m: _target(summary, m, dk) for m in methods}
             if any(v is None for v in (*qv.values(), *dv.values())):
                 continue
             rho, tau, n = rank_correlation(qv, dv)
@@ -444,19 +446,32 @@ def _quality_label(quality: dict, methods: list, key: str, label: str) -> str:
     return label
 
 
+def _target(summary: dict, method: str, key: str):
+    """A detection target's mean over seeds: a method-alone metric, or GAIN (None when a run is missing)."""
+    if key == GAIN:
+        both, base = summary.get(f"{method}+{FEWSHOT}", {}), summary.get(FEWSHOT, {})
+        a, b = both.get("pixel_ap", {}).get("mean"), base.get("pixel_ap", {}).get("mean")
+        return None if a is None or b is None else a - b
+    return summary.get(method, {}).get(key, {}).get("mean")
+
+
 def _per_seed(cfg: BenchmarkConfig, out: Path, methods: list) -> dict:
-    """Per seed: each method's quality values and its method-alone run's image statistics (or metrics)."""
+    """Per seed: each method's quality values; the image statistics (or metrics) of its method-alone run, its
+    `+fewshot` run and the `fewshot` run, keyed by run name."""
     data: dict = {"quality": {}, "stats": {}, "metrics": {}}
     for m in methods:
         for s in cfg.seeds:
-            qf, rf, sf = _quality_file(out, m, s), _run_file(out, m, s), _stats_file(out, m, s)
+            qf = _quality_file(out, m, s)
             if qf.is_file():
                 data["quality"].setdefault(m, {})[s] = json.loads(qf.read_text())
+    for run in {*methods, *(f"{m}+{FEWSHOT}" for m in methods), FEWSHOT}:
+        for s in cfg.seeds:
+            rf, sf = _run_file(out, run, s), _stats_file(out, run, s)
             if rf.is_file():
-                data["metrics"].setdefault(m, {})[s] = json.loads(rf.read_text())["metrics"]
+                data["metrics"].setdefault(run, {})[s] = json.loads(rf.read_text())["metrics"]
             if sf.is_file():
                 with np.load(sf) as z:
-                    data["stats"].setdefault(m, {})[s] = {k: z[k] for k in z.files}
+                    data["stats"].setdefault(run, {})[s] = {k: z[k] for k in z.files}
     return data
 
 
@@ -470,14 +485,22 @@ def _bootstrap(per_seed: dict, methods: list, keys: list) -> dict:
     keys = [k for k in keys if all(per_seed["quality"][m][s].get(k) is not None for m in methods for s in seeds)]
     if not seeds or not keys:
         return {}
-    stats = per_seed["stats"]
+    stats, metrics = per_seed["stats"], per_seed["metrics"]
     by_image = all(s in stats.get(m, {}) for m in methods for s in seeds)
     n_images = {s: len(stats[methods[0]][s]["pos_hist"]) if by_image else 1 for s in seeds}
+    runs = [f"{m}+{FEWSHOT}" for m in methods] + [FEWSHOT]
+    gain = all(s in (stats if by_image else metrics).get(r, {}) for r in runs for s in seeds)
+
+    def values(run, s, w):
+        if by_image and w is not None:
+            return binned_metrics(stats[run][s], w)
+        return metrics[run][s]
 
     def detection(m, s, w):
-        if by_image and w is not None:
-            return {k: v for k, v in binned_metrics(stats[m][s], w).items() if k in CORRELATION_TARGETS}
-        return {k: per_seed["metrics"][m][s][k] for k in CORRELATION_TARGETS}
+        out = {k: values(m, s, w)[k] for k in CORRELATION_TARGETS}
+        if gain:
+            out[GAIN] = values(f"{m}+{FEWSHOT}", s, w)["pixel_ap"] - values(FEWSHOT, s, w)["pixel_ap"]
+        return out
 
     quality = {k: {m: {s: per_seed["quality"][m][s][k] for s in seeds} for m in methods} for k in keys}
     boot = bootstrap_rank_correlations(quality, detection, seeds, n_images, resamples=BOOTSTRAP_RESAMPLES,

@@ -130,3 +130,30 @@ def test_region_table_flags_far_less_visible_methods():
     assert "| `faint` ⚠ |" in table and "| `good` |" in table and "40 / 12" in table
     assert "TRTS" not in table  # columns only for what was measured
     assert region_table({}, ["good"]) == ""
+
+
+def test_correlation_with_the_downstream_gain(tmp_path):
+    from defectlab.detect.report import summarize
+
+    out = tmp_path / "bench"
+    (out / "runs").mkdir(parents=True)
+    methods = ["cutpaste", "draem", "bezier"]  # real names: run_names() asks the registry
+    cfg = BenchmarkConfig(category="x", methods=methods, seeds=[0], shots=1)
+    runs = ["fewshot"] + methods + [f"{m}+fewshot" for m in methods]
+    for k, run in enumerate(runs):
+        strength = {"fewshot": 0.4}.get(run, 0.2 + 0.2 * (k % 4))
+        masks, maps = case(np.random.default_rng([k, 0]), strength=strength)
+        (out / "runs" / f"{run}__seed0.json").write_text(json.dumps(
+            {"run": run, "method": run.split("+")[0], "seed": 0, "metrics": detection.evaluate(masks, maps),
+             "train_seconds": 1, "test_seconds": 1}))
+        _save_image_stats(out, run, 0, masks, maps)
+    for k, m in enumerate(methods):
+        (out / "runs" / f"quality__{m}__seed0.json").write_text(json.dumps({"method": m, "seed": 0, "kid": float(k)}))
+    runs_loaded, quality = _load_runs(cfg, out)
+    summary = summarize(runs_loaded)
+    rows = _correlations(cfg, summary, quality, out)
+    gain = next(r for r in rows if r["detection"] == "pixel_ap_gain")
+    expect = {m: summary[f"{m}+fewshot"]["pixel_ap"]["mean"] - summary["fewshot"]["pixel_ap"]["mean"] for m in methods}
+    rho, _, _ = correlation.rank_correlation({m: float(k) for k, m in enumerate(methods)}, expect)
+    assert gain["spearman"] == pytest.approx(rho) and gain["bootstrap"] == "seeds and test images"
+    assert len(gain["spearman_ci"]) == 2
