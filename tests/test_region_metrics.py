@@ -90,3 +90,14 @@ def test_trts_scores_a_detector_against_synthetic_masks(rng):
         trts.trts(lambda ims: np.zeros((1, 96, 96)), samples, batch_size=16)
     with pytest.raises(DefectlabError, match="no synthetic"):
         trts.trts(oracle, [])
+
+
+def test_window_gallery_shows_the_least_and_most_visible(rng):
+    samples = [with_defect(rng, s) for s in (0.02, 0.4, 0.1, 0.01, 0.15)]
+    fig, shown = region.window_gallery(*zip(*samples), n=2)
+    assert set(shown[:2]) == {0, 3} and shown[2] == 1  # the two faintest, then the most visible first
+    assert len(fig.axes) == 4
+    fig, shown = region.window_gallery(*zip(*samples), scores=[5, 4, 3, 2, 1], n=1)
+    assert shown == [4, 0]
+    with pytest.raises(DefectlabError, match="scores"):
+        region.window_gallery(*zip(*samples), scores=[1, 2])

@@ -101,4 +101,45 @@ def region_quality(real_images, real_masks, fake_images, fake_masks, params: Reg
     return out
 
 
-__all__ = ["RegionParams", "crops", "region_quality", "windows"]
+def window_gallery(images, masks, scores=None, n: int = 3, params: RegionParams | None = None, title: str = ""):
+    """The `n` lowest- and `n` highest-scoring defect windows side by side (a matplotlib figure), mask outlined.
+
+    scores: one per window (as `crops` lists them); default: each window's visibility against its ring
+    (`metrics.visibility`), so the left half shows the defects a detector can hardly see. Returns
+    (figure, the window indices shown: worst first, then best)."""
+    import matplotlib.pyplot as plt
+
+    from .visibility import defect_visibility
+
+    p = params or RegionParams()
+    wins, where = crops(images, masks, p)
+    if not wins:
+        raise DefectlabError("window_gallery: no defect windows (empty masks?)")
+    if scores is None:
+        scores = []
+        for i, top, left, side in where:
+            m = np.asarray(masks[i], bool)[top:top + side, left:left + side]
+            im = np.asarray(images[i])[top:top + side, left:left + side]
+            scores.append(defect_visibility(im, m)["visibility"])
+    scores = np.nan_to_num(np.asarray(scores, float), nan=-np.inf)
+    if scores.size != len(wins):
+        raise DefectlabError(f"window_gallery: {scores.size} scores for {len(wins)} windows")
+    order = np.argsort(scores, kind="stable")
+    k = min(n, len(wins))
+    shown = list(order[:k]) + [j for j in order[::-1][:k] if j not in order[:k]]
+    fig, axes = plt.subplots(1, len(shown), figsize=(1.8 * len(shown), 2.1), squeeze=False)
+    for ax, j in zip(axes[0], shown):
+        i, top, left, side = where[j]
+        m = np.asarray(masks[i], bool)[top:top + side, left:left + side].astype(float)
+        ax.imshow(wins[j].squeeze(), cmap="gray", vmin=0, vmax=1)
+        ax.contour(np.linspace(0, p.size - 1, side), np.linspace(0, p.size - 1, side), m, levels=[0.5],
+                   colors="r", linewidths=0.6)
+        ax.set_title(f"{'worst' if j in order[:k] else 'best'} {scores[j]:.2f}", fontsize=7)
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig, [int(j) for j in shown]
+
+
+__all__ = ["RegionParams", "crops", "region_quality", "window_gallery", "windows"]
