@@ -93,6 +93,14 @@ def test_is_efficientnet_named_and_sensible():
         assert Q.inception_score(varied, splits=1).network == "IS (EfficientNet-Lite0)"  # the offline default
 
 
+def test_is_auto_falls_back_when_the_inception_file_has_no_head(monkeypatch):
+    monkeypatch.setenv("DEFECTLAB_INCEPTION_WEIGHTS", str(F._fid_helper_file()))  # FID weights, no classifier
+    images = textures(6, 4, size=64)
+    assert Q.inception_score(images, splits=1).network == "IS (EfficientNet-Lite0)"
+    with pytest.raises(DefectlabError, match="classifier head"):
+        Q.inception_score(images, network="inception")
+
+
 def test_domain_distance_orders_sets_and_is_not_fid(rng):
     from defectlab.metrics import domain
 

@@ -97,16 +97,19 @@ def inception_score(fake, *, network: str = "auto", weights=None, cache: bool = 
     network: "inception" (torch-fidelity's InceptionV3 with its classifier head: needs torch-fidelity's weights
     file, or `weights`; the fid-helper network has no head and raises a DefectlabError), "efficientnet"
     (EfficientNet-Lite0, offline, "IS (EfficientNet-Lite0)": not comparable with published Inception Scores),
-    or "auto" (Inception when `weights`, $DEFECTLAB_INCEPTION_WEIGHTS or torch-fidelity's file is there, else
-    EfficientNet-Lite0).
+    or "auto" (Inception when `weights` are given, or when the Inception file found - $DEFECTLAB_INCEPTION_WEIGHTS,
+    torch-fidelity's file - has the classifier head; else EfficientNet-Lite0).
     """
-    import os
-
     if network not in ("auto", "inception", "efficientnet"):
         raise DefectlabError(f"network: expected auto, inception or efficientnet, got {network!r}")
-    if network == "auto":
-        explicit = weights is not None or os.environ.get(_features.ENV_WEIGHTS)
-        network = "inception" if explicit or _features.torch_fidelity_weights_available() else "efficientnet"
+    if network == "auto":  # explicit `weights` mean Inception; otherwise whichever Inception file is found must
+        if weights is not None:  # have the classifier head (the fid-helper network has none)
+            network = "inception"
+        else:
+            try:
+                network = "inception" if _features.resolve_weights(None).has_classifier else "efficientnet"
+            except DefectlabError:
+                network = "efficientnet"
     if network == "efficientnet":
         return inception_score_from_logits(efficientnet_logits(fake), params, IS_EFFICIENTNET, **overrides)
     logits = _features.inception_features(fake, "logits_unbiased", weights=weights, cache=cache)
