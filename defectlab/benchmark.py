@@ -17,8 +17,9 @@ initialisation, so `fewshot` vs `<method>+fewshot` is a paired comparison. Featu
 (SimpleNet, GLASS global) make their anomalies in feature space and are detectors themselves: their
 single run `<method>` tests the method's own `score()` maps, fitted on the good training images.
 Beside the detection metrics,
-each pixel-space method's KID and FID (synthetic vs held-out real defects) and the rank correlation
-of quality with detection.
+each pixel-space method's quality (KID, FID, domain distance, IC-LPIPS, IS; also on windows around the
+defects, and their visibility: synthetic vs held-out real defects) and the rank correlation of each with
+detection, with bootstrap intervals.
 
 Writes `results.json`, `results.md`, `pr_curves.png`, `detections.png` and `runs/` (one JSON per
 run and seed: an interrupted benchmark resumes where it stopped). Every file is written atomically.
@@ -332,6 +333,7 @@ def _test_and_record(run, seed, cfg, prepared, maps, scores, top_k, train_second
     buf = io.BytesIO()
     np.savez_compressed(buf, maps=maps[grid].astype(np.float16), index=np.asarray(grid))
     atomic_write_bytes(_run_file(out, run, seed).with_suffix(".npz"), buf.getvalue())
+    _save_image_stats(out, run, seed, masks, maps)  # for the quality <-> detection bootstrap
     result = {"run": run, "method": run.split("+")[0], "seed": seed, "metrics": metrics,
               "train_goods": len(prepared.goods), "split": prepared.meta, **extra,
               "train_seconds": round(train_seconds, 2), "test_seconds": round(test_seconds, 2),
@@ -340,16 +342,56 @@ def _test_and_record(run, seed, cfg, prepared, maps, scores, top_k, train_second
     return result
 
 
+# quality metrics of each method's synthetic defects: (key in the quality files, label, lower is better)
+QUALITY_KEYS = (("kid", "KID", True), ("fid", "FID", True), ("domain_frechet", "domain Fréchet", True),
+                ("domain_kernel", "domain KD", True), ("ic_lpips", "IC-LPIPS", False), ("isc", "IS", False),
+                ("region_kid", "region KID", True), ("region_fid", "region FID", True),
+                ("region_domain_frechet", "region domain Fréchet", True), ("region_ic_lpips", "region IC-LPIPS", False),
+                ("visibility_ratio", "visibility ratio", False), ("trts_pixel_ap", "TRTS pixel AP", False),
+                ("trts_aupro", "TRTS AUPRO", False))
+LPIPS_SIZE = 128  # IC-LPIPS on images resized to 128 px: ST-LPIPS keeps stride 1 in its first layer (memory)
+# detection metrics of the method-alone runs the quality metrics are correlated with
+CORRELATION_TARGETS = ("pixel_ap", "iap", "iap90")
+GAIN = "pixel_ap_gain"  # and the downstream gain: pixel AP of `<method>+fewshot` minus that of `fewshot`
+BOOTSTRAP_RESAMPLES = 1000
+
+
 def _quality(prepared, pool, n_max: int, seed: int) -> dict:
-    """KID and FID of (at most `n_max` of) the synthetic pool against (at most `n_max`, a seeded
-    choice of) the held-out real defects, all at the benchmark's size."""
+    """Every quality metric (`defectlab.metrics.quality`) of (at most `n_max` of) the synthetic pool against (at
+    most `n_max`, a seeded choice of) the held-out real defects, all at the benchmark's size: KID (subsets of
+    half the smaller set), FID, the EfficientNet-Lite0 domain distance and IS; IC-LPIPS (DFMGAN protocol) of
+    the pool around the real support defects it was made from, at `LPIPS_SIZE` px."""
     from .metrics import quality
+    from .metrics.domain import DomainParams
 
     real = prepared.heldout_images
     real = [real[i] for i in sorted(np.random.default_rng([seed, 7]).permutation(len(real))[:n_max])]
     fake = [s.image for s in pool[:n_max]]
-    return {"kid": _scalar(quality.kid(real, fake)), "fid": _scalar(quality.fid(real, fake)),
-            "n_real": len(real), "n_fake": len(fake)}
+    side = max(32, int(round(real[0].shape[0] / 32)) * 32)  # EfficientNet wants multiples of 32
+    out = quality.compute(real, fake, fid=False, ic_lpips=False, domain_params=DomainParams(size=side))
+    out["fid"] = _scalar(quality.fid(real, fake))  # (features cached by compute: only the Fréchet part is new)
+    centres = [s.image for s in prepared.support]
+    if len(centres) >= 1:
+        r = quality.ic_lpips(centres, fake, "dfmgan", size=min(LPIPS_SIZE, real[0].shape[0]))
+        out.update(ic_lpips=r.value, ic_lpips_nonempty=r.value_nonempty, ic_lpips_network=r.network,
+                   ic_lpips_protocol=r.protocol, ic_lpips_centres=len(centres))
+    out.update(_region_quality(prepared, pool, n_max))
+    return out
+
+
+def _region_quality(prepared, pool, n_max: int) -> dict:
+    """Issue 23: the quality metrics on windows around each defect (`metrics.region`, at most `n_max` windows a
+    side, synthetic vs every held-out real defect) and the visibility of the defects against their ring."""
+    from .metrics import region, visibility
+
+    held = [(im, m) for im, m, lab in zip(prepared.test_images, prepared.test_masks, prepared.test_labels)
+            if lab != "good"]
+    real_images, real_masks = [im for im, _ in held], [m for _, m in held]
+    fake_images, fake_masks = [s.image for s in pool[:n_max]], [s.mask for s in pool[:n_max]]
+    params = region.RegionParams(max_windows=n_max)
+    out = region.region_quality(real_images, real_masks, fake_images, fake_masks, params)
+    out.update(visibility.compare(real_images, real_masks, fake_images, fake_masks))
+    return out
 
 
 def _scalar(value) -> float:
@@ -427,36 +469,185 @@ def _versions() -> dict:
             "torch": torch.__version__, "torchvision": torchvision.__version__, "scikit-learn": sklearn.__version__}
 
 
-def _correlations(cfg: BenchmarkConfig, summary: dict, quality: dict) -> list[dict]:
-    """Rank correlation over methods between each quality metric and pixel AP / IAP90 of the
-    method-alone runs (synthetic defects only, so the detector sees nothing but the method)."""
+def _stats_file(out: Path, run: str, seed: int) -> Path:
+    return out / "runs" / f"{run}__seed{seed}.stats.npz"
+
+
+def _save_image_stats(out: Path, run: str, seed: int, masks, maps) -> None:
+    """Per-image pixel histograms and region scores of a run (`detection.image_stats`), for the bootstrap."""
+    from .metrics.detection import image_stats
+
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **image_stats(masks, maps))
+    atomic_write_bytes(_stats_file(out, run, seed), buf.getvalue())
+
+
+def _correlations(cfg: BenchmarkConfig, summary: dict, quality: dict, out: Path | None = None) -> list[dict]:
+    """Rank correlation over methods between each quality metric and pixel AP / IAP / IAP90 of the
+    method-alone runs (synthetic defects only, so the detector sees nothing but the method), and the
+    downstream gain `pixel_ap_gain` (pixel AP of `<method>+fewshot` minus `fewshot`) when those runs exist.
+
+    With `out` (a benchmark folder): a bootstrap 95 % interval over seeds and test images
+    (`metrics.correlation.bootstrap_rank_correlations`, from the per-image statistics of each run; seeds only when
+    those are missing), and `quality_vs_ap.png`, one scatter panel per quality metric."""
     from .metrics.correlation import rank_correlation
 
     rows = []
     methods = [m for m in cfg.methods if m in summary and m in quality]
     if len(methods) < 3:
         return rows
-    for qk in ("kid", "fid"):
-        for dk in ("pixel_ap", "iap90"):
+    per_seed = _per_seed(cfg, out, methods) if out is not None else None
+    for qk, label, _ in QUALITY_KEYS:
+        for dk in (*CORRELATION_TARGETS, GAIN):
+            if any(qk not in quality[m] for m in methods):
+                continue
             qv = {m: quality[m][qk]["mean"] for m in methods}
-            dv = {m: summary[m][dk]["mean"] for m in methods}
+            dv = {m: _target(summary, m, dk) for m in methods}
             if any(v is None for v in (*qv.values(), *dv.values())):
                 continue
             rho, tau, n = rank_correlation(qv, dv)
-            rows.append({"quality": qk, "detection": dk, "n_methods": n, "spearman": rho, "kendall": tau})
+            row = {"quality": qk, "label": _quality_label(quality, methods, qk, label), "detection": dk,
+                   "n_methods": n, "spearman": rho, "kendall": tau}
+            rows.append(row)
+    if per_seed is not None and rows:
+        boot = _bootstrap(per_seed, methods, sorted({r["quality"] for r in rows}))
+        for row in rows:
+            row.update(boot.get((row["quality"], row["detection"]), {}))
+    if out is not None:
+        _scatter(out, methods, summary, quality)
     return rows
 
 
+def _quality_label(quality: dict, methods: list, key: str, label: str) -> str:
+    """A metric's name with its network, e.g. "IC-LPIPS (ST-LPIPS alex)", "IS (EfficientNet-Lite0)"."""
+    first = quality[methods[0]]
+    if key == "isc" and first.get("isc_network"):
+        return first["isc_network"]
+    if key == "ic_lpips" and first.get("ic_lpips_network"):
+        return f"IC-LPIPS ({first['ic_lpips_network']})"
+    if key == "fid" and first.get("n_fake"):
+        return f"FID (n = {first['n_real']['mean']:.0f} real, {first['n_fake']['mean']:.0f} synthetic)" \
+            if isinstance(first.get("n_real"), dict) else label
+    return label
+
+
+def _target(summary: dict, method: str, key: str):
+    """A detection target's mean over seeds: a method-alone metric, or GAIN (None when a run is missing)."""
+    if key == GAIN:
+        both, base = summary.get(f"{method}+{FEWSHOT}", {}), summary.get(FEWSHOT, {})
+        a, b = both.get("pixel_ap", {}).get("mean"), base.get("pixel_ap", {}).get("mean")
+        return None if a is None or b is None else a - b
+    return summary.get(method, {}).get(key, {}).get("mean")
+
+
+def _per_seed(cfg: BenchmarkConfig, out: Path, methods: list) -> dict:
+    """Per seed: each method's quality values; the image statistics (or metrics) of its method-alone run, its
+    `+fewshot` run and the `fewshot` run, keyed by run name."""
+    data: dict = {"quality": {}, "stats": {}, "metrics": {}}
+    for m in methods:
+        for s in cfg.seeds:
+            qf = _quality_file(out, m, s)
+            if qf.is_file():
+                data["quality"].setdefault(m, {})[s] = json.loads(qf.read_text())
+    for run in {*methods, *(f"{m}+{FEWSHOT}" for m in methods), FEWSHOT}:
+        for s in cfg.seeds:
+            rf, sf = _run_file(out, run, s), _stats_file(out, run, s)
+            if rf.is_file():
+                data["metrics"].setdefault(run, {})[s] = json.loads(rf.read_text())["metrics"]
+            if sf.is_file():
+                with np.load(sf) as z:
+                    data["stats"].setdefault(run, {})[s] = {k: z[k] for k in z.files}
+    return data
+
+
+def _bootstrap(per_seed: dict, methods: list, keys: list) -> dict:
+    """Bootstrap intervals of every (quality key, detection target) pair at once (one set of resamples)."""
+    from .metrics.correlation import bootstrap_rank_correlations
+    from .metrics.detection import binned_metrics
+
+    seeds = sorted(set.intersection(*(set(per_seed["quality"].get(m, {})) & set(per_seed["metrics"].get(m, {}))
+                                      for m in methods)))
+    keys = [k for k in keys if all(per_seed["quality"][m][s].get(k) is not None for m in methods for s in seeds)]
+    if not seeds or not keys:
+        return {}
+    stats, metrics = per_seed["stats"], per_seed["metrics"]
+    by_image = all(s in stats.get(m, {}) for m in methods for s in seeds)
+    n_images = {s: len(stats[methods[0]][s]["pos_hist"]) if by_image else 1 for s in seeds}
+    runs = [f"{m}+{FEWSHOT}" for m in methods] + [FEWSHOT]
+    gain = all(s in (stats if by_image else metrics).get(r, {}) for r in runs for s in seeds)
+
+    def values(run, s, w):
+        if by_image and w is not None:
+            return binned_metrics(stats[run][s], w)
+        return metrics[run][s]
+
+    def detection(m, s, w):
+        out = {k: values(m, s, w)[k] for k in CORRELATION_TARGETS}
+        if gain:
+            out[GAIN] = values(f"{m}+{FEWSHOT}", s, w)["pixel_ap"] - values(FEWSHOT, s, w)["pixel_ap"]
+        return out
+
+    quality = {k: {m: {s: per_seed["quality"][m][s][k] for s in seeds} for m in methods} for k in keys}
+    boot = bootstrap_rank_correlations(quality, detection, seeds, n_images, resamples=BOOTSTRAP_RESAMPLES,
+                                       rng=np.random.default_rng([len(seeds), len(methods), 17]))
+    how = "seeds and test images" if by_image else "seeds only"
+    return {pair: {"spearman_ci": r["spearman_ci"], "kendall_ci": r["kendall_ci"], "n_boot": r["n_boot"],
+                   "bootstrap": how, "n_seeds": len(seeds)} for pair, r in boot.items()}
+
+
+def quality_scatter(results: dict, methods: Sequence[str] | None = None, detection: str = "pixel_ap"):
+    """The quality <-> usefulness figure from a benchmark's `results.json` content: one panel per quality metric
+    (x: its mean over seeds, y: the method-alone run's `detection` mean; error bars: std over seeds), or None
+    when no quality metric was measured for every method."""
+    from .metrics.correlation import scatter_figure
+
+    summary, quality = results["summary"], results["quality"]
+    methods = [m for m in (methods or quality) if m in summary and m in quality]
+    points = {}
+    for qk, label, lower in QUALITY_KEYS:
+        if methods and all(isinstance(quality[m].get(qk), dict) and quality[m][qk]["mean"] is not None
+                           for m in methods):
+            name = _quality_label(quality, methods, qk, label) + (" ↓" if lower else " ↑")
+            points[name] = {m: (quality[m][qk]["mean"], quality[m][qk]["std"], summary[m][detection]["mean"],
+                                summary[m][detection]["std"]) for m in methods}
+    name = {"pixel_ap": "pixel AP", "iap": "IAP", "iap90": "IAP90"}.get(detection, detection)
+    return scatter_figure(points, f"{name} (method alone)") if points else None
+
+
+def _scatter(out: Path, methods: list, summary: dict, quality: dict) -> None:
+    import matplotlib.pyplot as plt
+
+    from .viz import save_figure
+
+    fig = quality_scatter({"summary": summary, "quality": quality}, methods)
+    if fig is not None:
+        save_figure(fig, out / "quality_vs_ap.png")
+        plt.close(fig)
+
+
 def _load_runs(cfg: BenchmarkConfig, out: Path) -> tuple[list[dict], dict]:
+    """The run records, and per method every numeric quality value as mean ± std over seeds (labels such as
+    the networks used are kept as they are)."""
+    from .detect.report import mean_std
+
     runs = [json.loads(_run_file(out, r, s).read_text()) for s in cfg.seeds for r in cfg.run_names()]
     qual = [json.loads(_quality_file(out, m, s).read_text()) for s in cfg.seeds for m in cfg.methods
             if _quality_file(out, m, s).is_file()]
     by_method: dict[str, list[dict]] = {}
     for q in qual:
         by_method.setdefault(q["method"], []).append(q)
-    from .detect.report import mean_std
-
-    quality = {m: {k: mean_std([q[k] for q in qs]) for k in ("kid", "fid")} for m, qs in by_method.items()}
+    quality = {}
+    for m, qs in by_method.items():
+        entry = {}
+        for k in qs[0]:
+            if k in ("method", "seed"):
+                continue
+            values = [q.get(k) for q in qs]
+            if all(isinstance(v, (int, float)) or v is None for v in values):
+                entry[k] = mean_std(values)
+            else:
+                entry[k] = values[0]
+        quality[m] = entry
     return runs, quality
 
 
@@ -481,6 +672,16 @@ def _plots(cfg: BenchmarkConfig, out: Path, cache, splits) -> None:
     plt.close(fig)
 
 
+def _num(v) -> str:
+    return f"{v:+.2f}" if isinstance(v, float) and np.isfinite(v) else "–"
+
+
+def _interval(ci) -> str:
+    if not ci or any(v is None or not np.isfinite(v) for v in ci):
+        return "–"
+    return f"[{ci[0]:+.2f}, {ci[1]:+.2f}]"
+
+
 def _markdown(cfg: BenchmarkConfig, results: dict) -> str:
     from .detect.report import markdown_table
 
@@ -500,10 +701,14 @@ def _markdown(cfg: BenchmarkConfig, results: dict) -> str:
               markdown_table(s, results["quality"], cfg.run_names()), "",
               "`fewshot`: the real support defects only; `<method>`: its synthetic defects only; "
               "`<method>+fewshot`: both. pixel AP, IAP and IAP90 are the metrics that small defects cannot flatter. "
-              f"KID / FID: at most {cfg.quality_images} of the method's synthetic images vs at most as many held-out "
+              f"Quality: at most {cfg.quality_images} of the method's synthetic images vs at most as many held-out "
               "real defect images "
               f"({'every seed' if cfg.quality == 'all' else 'first seed only' if cfg.quality == 'first' else 'not computed'}; "
-              "same value on both rows of a method).", ""]
+              "same value on both rows of a method): KID (Inception; mean of 100 subsets of half the smaller set), "
+              "FID (Inception, at the n shown; biased upward at small n), the domain distance (Fréchet and kernel "
+              "distance of pooled EfficientNet-Lite0 features, the detector's backbone: *not* FID), IC-LPIPS (DFMGAN "
+              f"protocol, clusters around the real support defects, {LPIPS_SIZE} px) and IS; the networks are named in "
+              "the column titles.", ""]
     scorers = [m for m in cfg.methods if scores_itself(m)]
     if scorers:
         lines += [", ".join(f"`{m}`" for m in scorers) + ": feature-space method(s), tested through their own anomaly "
@@ -520,15 +725,34 @@ def _markdown(cfg: BenchmarkConfig, results: dict) -> str:
                       f"{s[best]['pixel_ap']['mean']:.3f} vs {base['pixel_ap']['mean']:.3f} few-shot only "
                       f"({s[best]['pixel_ap']['mean'] - base['pixel_ap']['mean']:+.3f}); IAP90 "
                       f"{s[best]['iap90']['mean']:.3f} vs {base['iap90']['mean']:.3f}.", ""]
+    from .detect.report import region_table
+
+    region = region_table(results["quality"], [m for m in cfg.methods if not scores_itself(m)])
+    if region:
+        lines += ["## Where the defect is: region quality, visibility, TRTS", "", region, "",
+                  "Region metrics: each defect's square window (its box plus half the box's longer side of context on "
+                  "every side, at least 32 px, resized to 128 px), synthetic windows vs the same windows around every "
+                  "held-out real defect (n = windows shown; KID subsets of half the smaller set; region IC-LPIPS "
+                  "clusters around the real windows). Visibility: contrast of the defect against the ring around it "
+                  "(mean and Sobel-energy contrast, each normalised by the ring's spread), median over defects; ratio "
+                  "= synthetic / real; ⚠ = synthetic defects less than half as visible as the real ones. TRTS: a "
+                  "detector trained on the real support defects only, scored on the synthetic masks (empty when not "
+                  "run).", ""]
     lines += ["## Quality vs detection: rank correlation over methods", ""]
     if results["correlation"]:
-        keys = [k for k in results["correlation"][0] if k not in ("quality", "detection", "n_methods")]
-        lines += ["| quality | detection | " + " | ".join(keys) + " |", "|---|---|" + "---|" * len(keys)]
+        lines += ["| quality | detection | Spearman ρ | 95 % interval | Kendall τ | 95 % interval |",
+                  "|---|---|---|---|---|---|"]
         for c in results["correlation"]:
-            cells = [f"{c[k]:.3f}" if isinstance(c[k], float) and np.isfinite(c[k]) else "–" for k in keys]
-            lines.append(f"| {c['quality']} | {c['detection']} | " + " | ".join(cells) + " |")
-        lines += ["", f"Over the {results['correlation'][0]['n_methods']} `method`-alone runs; lower KID/FID is "
-                  "better, so a useful quality metric correlates negatively with AP and IAP90.", ""]
+            lines.append(f"| {c.get('label', c['quality'])} | {c['detection']} | {_num(c['spearman'])} | "
+                         f"{_interval(c.get('spearman_ci'))} | {_num(c['kendall'])} | {_interval(c.get('kendall_ci'))} |")
+        first = results["correlation"][0]
+        how = (f"bootstrap over {first.get('bootstrap')} ({first.get('n_boot')} finite of {BOOTSTRAP_RESAMPLES} "
+               f"resamples, {first.get('n_seeds')} seed(s); pixel AP / IAP of a resample from 1000-bin histograms)"
+               if first.get("bootstrap") else "no bootstrap")
+        lines += ["", f"Over the {first['n_methods']} `method`-alone runs; {how}. Lower KID / FID / domain distance "
+                  "is better, so a quality metric that predicts usefulness correlates *negatively* with AP; "
+                  "IC-LPIPS (diversity) and IS would correlate positively. With a handful of methods an interval "
+                  "that spans 0 means: no evidence either way.", "", "![quality vs pixel AP](quality_vs_ap.png)", ""]
     else:
         lines += ["Needs at least three methods with quality scores.", ""]
     lines += ["## Plots", "", "![PR curves](pr_curves.png)", "", "![detections](detections.png)", "",
@@ -595,7 +819,7 @@ def _run_benchmark(data, category, methods, out, *, format, shots, seeds, size, 
                "wall_seconds": round(time.time() - t0, 1),
                "compute_seconds": round(sum(r["train_seconds"] + r["test_seconds"] for r in runs), 1),
                "runs": [{k: v for k, v in r.items() if k != "curves"} for r in runs],
-               "summary": summary, "quality": qual, "correlation": _correlations(cfg, summary, qual)}
+               "summary": summary, "quality": qual, "correlation": _correlations(cfg, summary, qual, out)}
     _plots(cfg, out, cache, splits)
     _write_json(out / "results.json", results)  # last: its presence marks a finished benchmark
     atomic_write_bytes(out / "results.md", _markdown(cfg, results).encode())
