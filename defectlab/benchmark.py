@@ -282,14 +282,47 @@ def _make_detector(cfg: BenchmarkConfig):
     return SegmentationDetector(**{"steps": cfg.steps, **cfg.detector})
 
 
-def _train_and_test(run: str, seed: int, cfg: BenchmarkConfig, prepared, defects, out: Path, show_progress: bool) -> dict:
+def _fit_detector(run: str, seed: int, cfg: BenchmarkConfig, prepared, defects, show_progress: bool):
     from .detect.prepare import stable_id
 
-    t0 = time.time()
     det = _make_detector(cfg)
     # one initialisation per seed (paired runs); the data order depends on the run
     det.fit(prepared.goods, defects, np.random.default_rng([seed, stable_id(run)]), init_rng=np.random.default_rng([seed, 0]),
             foregrounds=prepared.foregrounds, show_progress=show_progress, desc=f"{run} seed {seed}")
+    return det
+
+
+def _detector_file(out: Path, seed: int) -> Path:
+    return out / "runs" / f"{FEWSHOT}__seed{seed}.pt"
+
+
+def _fewshot_detector(seed: int, cfg: BenchmarkConfig, prepared, out: Path, show_progress: bool):
+    """The seed's `fewshot` detector (trained on the real support defects only), for TRTS: the one saved by
+    its run, else trained again exactly as that run trained it (same generators: same network) and saved."""
+    from .detect import DeSTSegDetector, SegmentationDetector
+
+    path = _detector_file(out, seed)
+    if path.is_file():
+        cls = DeSTSegDetector if cfg.detector_name == "destseg" else SegmentationDetector
+        return cls.load(path)
+    det = _fit_detector(FEWSHOT, seed, cfg, prepared, prepared.support, show_progress)
+    det.save(path)
+    return det
+
+
+def _trts(det, pool, n_max: int) -> dict:
+    """Train on real, test on synthetic (issue 23): the seed's `fewshot` detector scores the method's defects;
+    pixel AP / AUPRO of its maps against the synthetic masks."""
+    from .metrics.trts import trts
+
+    return trts(lambda images: det.predict(images)[0], pool[:n_max])
+
+
+def _train_and_test(run: str, seed: int, cfg: BenchmarkConfig, prepared, defects, out: Path, show_progress: bool) -> dict:
+    t0 = time.time()
+    det = _fit_detector(run, seed, cfg, prepared, defects, show_progress)
+    if run == FEWSHOT:
+        det.save(_detector_file(out, seed))  # TRTS scores every method's defects with it
     t1 = time.time()
     maps, scores = det.predict(prepared.test_images)
     extra = {"train_defects": len(defects), "loss_first": float(np.mean(det.losses[:10])),
@@ -384,7 +417,7 @@ def _region_quality(prepared, pool, n_max: int) -> dict:
     side, synthetic vs every held-out real defect) and the visibility of the defects against their ring."""
     from .metrics import region, visibility
 
-    held = [(im, m) for im, m, lab in zip(prepared.test_images, prepared.test_masks, prepared.test_labels)
+    held = [(im, m) for im, m, lab in zip(prepared.test_images, prepared.test_canvas_masks, prepared.test_labels)
             if lab != "good"]
     real_images, real_masks = [im for im, _ in held], [m for _, m in held]
     fake_images, fake_masks = [s.image for s in pool[:n_max]], [s.mask for s in pool[:n_max]]
@@ -449,6 +482,8 @@ def _run_seed(seed: int, split, cfg: BenchmarkConfig, cache, out: Path, show_pro
         if need_quality:
             t1 = time.time()
             q = {"method": m, "seed": seed, **_quality(ready(), pool, cfg.quality_images, seed), "synth_seconds": round(synth_seconds, 2)}
+            if cfg.shots > 0:
+                q.update(_trts(_fewshot_detector(seed, cfg, ready(), out, show_progress), pool, cfg.quality_images))
             q["quality_seconds"] = round(time.time() - t1, 2)
             _write_json(_quality_file(out, m, seed), q)
         for r in runs:
