@@ -23,12 +23,27 @@ class SamplerParams:
     # outputs; the last step gives a clean latent). "current" re-noises to the step's own timestep like the
     # reference ddim_hacked.py (the output then keeps a little noise).
     renoise: str = "next"
+    # Appended to the prompt built from object and defect names. None: the paper's ", black background." on the
+    # Stable Diffusion path (reference test.py appends it to every inference prompt), nothing for the offline
+    # model, whose word encoder never saw those words in training.
+    prompt_suffix: str | None = None
 
     def stage_indices(self) -> tuple[int, int]:
         """(first latent-editing step, first step whose input is pixel-edited)."""
         a = int(round(self.latent_edit_from * self.steps))
         b = int(round(self.pixel_edit_from * self.steps))
         return a, b
+
+    def stage_steps(self) -> dict[str, range]:
+        """The steps each stage runs: free and latent editing *before* a step, pixel editing *after* it.
+
+        `pixel_edit_from=1` switches stage 3 off (with 50 steps, 0.98 still pixel-edits the last step's output);
+        `latent_edit_from=1` too switches all editing off."""
+        a, b = self.stage_indices()
+        n = self.steps
+        if self.pixel_edit_from >= 1:
+            return {"free": range(0, a), "latent_edit": range(a, n), "pixel_edit": range(n, n)}
+        return {"free": range(0, a), "latent_edit": range(a, b), "pixel_edit": range(max(b - 1, 0), n)}
 
     def check(self) -> "SamplerParams":
         if self.steps < 1:
@@ -53,6 +68,17 @@ class AdaptParams:
     # drives the decoder towards anyway; inside the mask the result is within ~31 dB PSNR of whole-image
     # adaptation at 1/3 of its time at 128 px (benchmarks/RESULTS.md, "AdaBLDM seconds per image").
     window_margin: int | None = 1
+
+
+def deviations(sampler: SamplerParams, adapt: AdaptParams) -> list[str]:
+    """Where these settings depart from the paper's procedure (printed beside results)."""
+    out = []
+    if sampler.renoise == "next" and sampler.stage_steps()["pixel_edit"]:
+        out.append("renoise='next' (the reference re-noises a pixel edit to the current step)")
+    if adapt.iterations > 0 and adapt.window_margin is not None:
+        out.append(f"decoder adapted on a window (defect box + {adapt.window_margin} latent cells), "
+                   "good image outside it (the paper adapts on the whole image)")
+    return out
 
 
 @dataclass
