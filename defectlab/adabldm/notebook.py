@@ -153,7 +153,7 @@ def control_panel(model, goods, foregrounds, real_masks, object_name: str, defec
                                          style=style),
         "seed": w.IntText(value=0, description="seed", style=style),
     }
-    button = w.Button(description="Run AdaBLDM", button_style="primary")
+    button = w.Button(description="Run AdaBLDM", button_style="primary", layout=w.Layout(min_width="130px"))
     button.add_class("adabldm-run")
     status = w.HTML("Press <b>Run AdaBLDM</b>: stage boundaries (1, 1) switch all editing off.")
     status.add_class("adabldm-status")
