@@ -60,8 +60,9 @@ def generate_samples(checkpoint: str | Path, data: str, category: str | None, n:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m defectlab.adabldm.generate", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", required=True, help="trained run folder (python -m defectlab.adabldm.train --out)")
-    p.add_argument("--data", default="embedded", help="'embedded' or 'magnetic_tile'")
-    p.add_argument("--path", help="data set folder (Magnetic Tile)")
+    p.add_argument("--data", default="embedded",
+                   help="'embedded' (default), or with --path: 'auto', mvtec, btad, ksdd2, visa, magnetic_tile")
+    p.add_argument("--path", help="data set folder (any layout open_dataset reads)")
     p.add_argument("--category", help="category (default: the first)")
     p.add_argument("--shots", type=int, default=2, help="real defects per type whose masks are used (as in training)")
     p.add_argument("--n", type=int, default=8, help="samples to generate")
@@ -81,6 +82,8 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {len(entries)} samples to {args.out} and {gallery}")
+    for line in (entries[0].get("meta", {}).get("deviations", []) if entries else []):
+        print(f"deviation from the paper: {line}")
     return 0
 
 

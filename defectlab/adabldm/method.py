@@ -8,9 +8,10 @@ import cv2
 import numpy as np
 
 from ..config import quick_mode
+from ..errors import DefectlabError
 from ..registry import register
 from ..sample import Sample, as_image, as_mask
-from .params import AdaptParams, ModelConfig, OFFLINE_TRAIN, SamplerParams, TrainParams, tiny_config
+from .params import AdaptParams, ModelConfig, OFFLINE_TRAIN, SamplerParams, TrainParams, deviations, tiny_config
 
 
 @dataclass
@@ -64,6 +65,7 @@ class AdaBLDMMethod:
         names = [names_of(d, p.object_name or "object") for d in defects]
         self.object_name = p.object_name or names[0][0]
         self.real = [(d.mask, kind) for d, (_, kind) in zip(defects, names)]
+        self.sources = [str(d.meta.get("source", "")) for d in defects if (d.meta or {}).get("source")]
         if p.checkpoint:
             model = load_model(p.checkpoint)
         else:
@@ -78,7 +80,10 @@ class AdaBLDMMethod:
         self.fitted = True
         return self
 
-    def __call__(self, image, rng: np.random.Generator, *, foreground=None, mask=None) -> Sample:
+    def __call__(self, image, rng: np.random.Generator, *, foreground=None, mask=None,
+                 defect_type: str | None = None) -> Sample:
+        """A defect of `defect_type` (default: a learned type at random) in `mask` (default: a real support
+        mask of that type, turned and moved into the foreground)."""
         from .. import masks
         from ..synth.training import require_fitted
         from .pairs import _resize, _resize_mask
@@ -88,9 +93,13 @@ class AdaBLDMMethod:
         H, W, _ = good.shape
         s = self.params.size
         fg = None if foreground is None else as_mask(foreground, (H, W), "foreground")
-        kind = self.real[int(rng.integers(len(self.real)))][1]
+        kinds = sorted({k for _, k in self.real})
+        if defect_type is not None and defect_type not in kinds:
+            raise DefectlabError(f"defect_type {defect_type!r} was not learned; known: {', '.join(kinds)}")
+        kind = defect_type or self.real[int(rng.integers(len(self.real)))][1]
         if mask is None:
-            src = self.real[int(rng.integers(len(self.real)))]
+            pool = [r for r in self.real if defect_type is None or r[1] == defect_type]
+            src = pool[int(rng.integers(len(pool)))]
             kind = src[1]
             target = np.ones((H, W), bool) if fg is None else fg
             mask, _ = masks.affine_jitter_place(src[0], target, rng, on_fail="clip")
@@ -105,6 +114,7 @@ class AdaBLDMMethod:
             big = cv2.resize(out, (W, H), interpolation=cv2.INTER_CUBIC)
             big = np.clip(big[:, :, None] if big.ndim == 2 else big, 0, 1)
             out = np.where(mask[:, :, None], big, good).astype(np.float32)
-        meta = {"method": "adabldm", "prompt": res.prompt, "size": s, "sampler": asdict(self.params.sampler),
-                "adapt": asdict(self.params.adapt)}
+        meta = {"method": "adabldm", "prompt": res.prompt, "defect_type": kind, "size": s,
+                "sampler": asdict(self.params.sampler), "adapt": asdict(self.params.adapt),
+                "deviations": deviations(self.params.sampler, self.params.adapt)}
         return Sample(out, mask, meta)
