@@ -391,3 +391,61 @@ def test_trained_checkpoint_is_cached_with_its_sha256(tmp_path, monkeypatch):
     weights.write_bytes(weights.read_bytes()[:-1] + b"x")
     with pytest.raises(DefectlabError, match="SHA-256"):
         cache.trained_checkpoint(recipe)
+
+
+def test_defect_window_is_native_resolution_around_the_defect():
+    from defectlab.adabldm.windows import defect_window
+
+    mask = np.zeros((300, 500), bool)
+    mask[100:130, 200:290] = True  # box 30 x 90: side max(128, 180) -> 192
+    rows, cols = defect_window(mask, 128)
+    assert (rows.stop - rows.start, cols.stop - cols.start) == (192, 192)
+    assert rows.start <= 100 and rows.stop >= 130 and cols.start <= 200 and cols.stop >= 290
+    small = np.zeros((300, 500), bool)
+    small[5:9, 490:496] = True  # a small defect at the border: the working size, inside the image
+    rows, cols = defect_window(small, 128)
+    assert (rows.start, rows.stop, cols.start, cols.stop) == (0, 128, 372, 500)
+    narrow = np.zeros((240, 115), bool)  # a Magnetic Tile 115 px wide: the window is cut to 96 (a multiple of 32)
+    narrow[50:60, 40:70] = True
+    rows, cols = defect_window(narrow, 128)
+    assert rows.stop - rows.start == 128 and cols.stop - cols.start == 96
+    starts = {defect_window(mask, 128, np.random.default_rng(k))[1].start for k in range(20)}
+    assert len(starts) > 5  # jittered ...
+    for k in range(20):  # ... with the defect always inside
+        r, c = defect_window(mask, 128, np.random.default_rng(k))
+        assert r.start <= 100 and r.stop >= 130 and c.start <= 200 and c.stop >= 290
+
+
+def test_window_pairs_are_fresh_native_pixels():
+    from defectlab.adabldm.windows import WindowPairs
+
+    good = np.full((160, 200, 3), 0.25, np.float32)
+    dmask = np.zeros((160, 200), bool)
+    dmask[60:70, 80:100] = True
+    defect = Sample(np.full((160, 200, 3), 0.75, np.float32), dmask, {"label": "crack", "category": "tile"})
+    pairs = WindowPairs([good], None, [defect], size=64)
+    draws = [pairs.one(np.random.default_rng(k)) for k in range(4)]
+    for img, tri, prompt in draws:
+        assert img.shape[0] % 32 == 0 and img.shape[1] % 32 == 0 and min(img.shape[:2]) >= 64
+        assert prompt == "a tile with a crack" and (tri == 255).any()
+        inside = tri == 255
+        assert np.all(img[~inside] == 0.25)  # native pixels: nothing resized or blended outside the defect
+        assert np.allclose(img[inside], 0.75, atol=1e-6)
+    assert len({d[1].tobytes() for d in draws}) == 4  # fresh: a new placement each draw
+
+
+def test_windowed_method_pastes_native_pixels_back(monkeypatch, rng):
+    monkeypatch.setenv("DEFECTLAB_QUICK", "1")
+    method = defectlab.create("adabldm", size=32, train=replace(TrainParams(), window=True, batch_size=2))
+    goods = [rng.random((80, 96, 3), dtype=np.float32) for _ in range(2)]
+    dmask = np.zeros((80, 96), bool)
+    dmask[30:40, 20:45] = True
+    defects = [Sample(rng.random((80, 96, 3), dtype=np.float32), dmask, {"label": "crack", "category": "tile"})]
+    method.fit(goods, defects, np.random.default_rng(0))
+    mine = np.zeros((80, 96), bool)
+    mine[50:58, 60:75] = True
+    out = method(goods[0], np.random.default_rng(1), mask=mine)
+    r0, r1, c0, c1 = out.meta["window"]
+    assert (r1 - r0) % 32 == 0 and (c1 - c0) % 32 == 0 and r0 <= 50 and r1 >= 58 and c0 <= 60 and c1 >= 75
+    assert np.array_equal(out.image[~mine], goods[0][~mine]) and not np.array_equal(out.image[mine], goods[0][mine])
+    assert any("native-resolution window" in d for d in out.meta["deviations"])

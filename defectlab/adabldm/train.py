@@ -29,7 +29,8 @@ from ..progress import progress
 from . import checkpoint
 from .model import AdaBLDMModel
 from .pairs import Pairs
-from .params import GPU_SD_TRAIN, OFFLINE_TRAIN, TrainParams
+from .windows import WindowPairs
+from .params import GPU_SD_TRAIN, OFFLINE_TRAIN, WINDOW_TRAIN, TrainParams
 from .prompts import WordPromptEncoder
 
 
@@ -62,7 +63,24 @@ def encode_pairs(model: AdaBLDMModel, pairs: Pairs, hflip: bool, batch: int = 16
     return torch.cat(latents), trimaps.contiguous(), prompts
 
 
-def train(model: AdaBLDMModel, pairs: Pairs, params: TrainParams, out: str | Path | None = None, resume: bool = True,
+def _window_loss(model: AdaBLDMModel, denoiser, pairs: WindowPairs, rng, params: TrainParams, n_train: int, dev):
+    """Mean noise-prediction loss over `batch_size` fresh window pairs (windows differ in size: one at a time)."""
+    losses = []
+    for _ in range(params.batch_size):
+        image, tri, prompt = pairs.one(rng)
+        gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        with torch.no_grad():
+            z0 = model.autoencoder.encode(torch.from_numpy(image).permute(2, 0, 1)[None].to(dev))
+        trimap = torch.from_numpy(tri.astype(np.float32) / 255.0)[None, None].expand(-1, 3, -1, -1).to(dev)
+        noise = torch.randn(z0.shape, generator=gen).to(dev)
+        t = torch.randint(0, n_train, (1,), generator=gen).to(dev)
+        prompt = "" if rng.random() < params.prompt_dropout else prompt
+        pred = denoiser(model.scheduler.add_noise(z0, noise, t), t, [prompt], trimap)
+        losses.append(nn.functional.mse_loss(pred.float(), noise))
+    return torch.stack(losses).mean()
+
+
+def train(model: AdaBLDMModel, pairs: Pairs | WindowPairs, params: TrainParams, out: str | Path | None = None, resume: bool = True,
           show_progress: bool = True, log_every: int = 50, time_limit: float | None = None,
           provenance: dict | None = None) -> list[float]:
     """Train `model` in place; returns the loss of every step run now. Checkpoints go to `out` (resumable).
@@ -88,7 +106,9 @@ def train(model: AdaBLDMModel, pairs: Pairs, params: TrainParams, out: str | Pat
     if ckpt is not None:
         start = checkpoint.load_weights(model, ckpt)["step"]
         checkpoint.load_optimizer(optimizer, ckpt)
-    latents, trimaps, prompts = encode_pairs(model, pairs, params.hflip, show_progress=show_progress)
+    fresh = isinstance(pairs, WindowPairs)  # a new window pair per item and step (else: fixed pairs, encoded once)
+    if not fresh:
+        latents, trimaps, prompts = encode_pairs(model, pairs, params.hflip, show_progress=show_progress)
     denoiser, optimizer = accelerator.prepare(_Denoiser(model), optimizer)
     denoiser.train()
     sched = model.scheduler
@@ -100,16 +120,19 @@ def train(model: AdaBLDMModel, pairs: Pairs, params: TrainParams, out: str | Pat
     bar = progress(steps, desc="AdaBLDM training", initial=start, total=params.steps) if show else steps
     for step in bar:
         rng = np.random.default_rng([params.seed, step, accelerator.process_index])
-        idx = torch.from_numpy(rng.integers(0, len(latents), params.batch_size))
-        gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
-        z0 = latents[idx]
-        noise = torch.randn(z0.shape, generator=gen)
-        t = torch.randint(0, n_train, (len(idx),), generator=gen)
-        zt = sched.add_noise(z0, noise, t)
-        batch_prompts = ["" if rng.random() < params.prompt_dropout else prompts[i] for i in idx.tolist()]
         dev = accelerator.device
-        pred = denoiser(zt.to(dev), t.to(dev), batch_prompts, trimaps[idx].to(dev))
-        loss = nn.functional.mse_loss(pred.float(), noise.to(dev))
+        if fresh:
+            loss = _window_loss(model, denoiser, pairs, rng, params, n_train, dev)
+        else:
+            idx = torch.from_numpy(rng.integers(0, len(latents), params.batch_size))
+            gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+            z0 = latents[idx]
+            noise = torch.randn(z0.shape, generator=gen)
+            t = torch.randint(0, n_train, (len(idx),), generator=gen)
+            zt = sched.add_noise(z0, noise, t)
+            batch_prompts = ["" if rng.random() < params.prompt_dropout else prompts[i] for i in idx.tolist()]
+            pred = denoiser(zt.to(dev), t.to(dev), batch_prompts, trimaps[idx].to(dev))
+            loss = nn.functional.mse_loss(pred.float(), noise.to(dev))
         optimizer.zero_grad(set_to_none=True)
         accelerator.backward(loss)
         optimizer.step()
@@ -143,8 +166,18 @@ class TrainingData:
         return [d.meta["source"] for d in self.defects]
 
 
+def _shots(text: str):
+    return text if text == "auto" else int(text)
+
+
+def auto_shots(dataset, category: str, cap: int = 10) -> int:
+    """Up to `cap` shots per type, leaving at least one held-out image of the rarest type."""
+    counts = [len(dataset.filter(category=category, label=t)) for t in dataset.filter(category=category).defect_types()]
+    return max(1, min(cap, min(counts) - 1)) if counts else 1
+
+
 def load_training_data(data: str = "embedded", path: str | Path | None = None, category: str | None = None,
-                       shots: int = 2, seed: int = 0) -> TrainingData:
+                       shots: int | str = 2, seed: int = 0) -> TrainingData:
     """The few-shot split of any data set `open_dataset` reads (`data` = "embedded", "auto" or a format name:
     mvtec, btad, ksdd2, visa, magnetic_tile; MVTec-layout exports read as "mvtec")."""
     from ..data import FORMATS, build_embedded, few_shot_split, foreground_for, open_dataset
@@ -161,7 +194,7 @@ def load_training_data(data: str = "embedded", path: str | Path | None = None, c
     category = category or ds.categories()[0]
     if category not in ds.categories():
         raise DefectlabError(f"{root}: no category {category!r}; it has {', '.join(ds.categories())}")
-    split = few_shot_split(ds, category, shots=shots, seed=seed)
+    split = few_shot_split(ds, category, shots=auto_shots(ds, category) if shots == "auto" else shots, seed=seed)
     goods = [r.image() for r in split.good_train]
     fgs = [foreground_for(r, g) for r, g in zip(split.good_train, goods)]
     defects = [Sample(*r.load(), {"label": r.label, "category": r.category, "source": r.key}) for r in split.support]
@@ -184,8 +217,13 @@ def train_run(out: str | Path, data: TrainingData, params: TrainParams = OFFLINE
     from .params import ModelConfig
     from .prompts import vocabulary_for
 
-    pairs = make_pairs(data.goods, data.defects, np.random.default_rng(params.seed), 32 if quick_mode() else params.pairs,
-                       params.size, data.foregrounds, params.rotation, params.scale)
+    if params.window:
+        pairs = WindowPairs(data.goods, data.foregrounds, data.defects, params.size, params.rotation, params.scale,
+                            params.hflip)
+    else:
+        pairs = make_pairs(data.goods, data.defects, np.random.default_rng(params.seed),
+                           32 if quick_mode() else params.pairs, params.size, data.foregrounds, params.rotation,
+                           params.scale)
     existing = checkpoint.resolve(out) if Path(out).exists() else None
     if existing is not None:
         model = checkpoint.load_model(existing)
@@ -207,9 +245,11 @@ def main(argv=None) -> int:
                    help="'embedded' (default), or with --path: 'auto', mvtec, btad, ksdd2, visa, magnetic_tile")
     p.add_argument("--path", help="data set folder (any layout open_dataset reads)")
     p.add_argument("--category", help="category to learn (default: the first)")
-    p.add_argument("--shots", type=int, default=2, help="real defects per type given to training")
+    p.add_argument("--shots", type=_shots, default=2,
+                   help="real defects per type given to training, or 'auto': up to 10, one left held out per type")
     p.add_argument("--size", type=int, default=None, help="image side (default: 128 offline, 256 gpu)")
-    p.add_argument("--recipe", choices=["offline", "gpu"], default="offline")
+    p.add_argument("--recipe", choices=["offline", "window", "gpu"], default="offline",
+                   help="offline: whole images at --size; window: native-resolution windows around each defect")
     p.add_argument("--pretrained", help="Stable Diffusion hub id or folder (UNet, CLIP, VAE); only the trimap branch trains")
     p.add_argument("--steps", type=int, help="override the recipe's step count")
     p.add_argument("--minutes", type=float, help="stop (and checkpoint) after this many minutes")
@@ -219,7 +259,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    params = OFFLINE_TRAIN if args.recipe == "offline" else GPU_SD_TRAIN
+    params = {"offline": OFFLINE_TRAIN, "window": WINDOW_TRAIN, "gpu": GPU_SD_TRAIN}[args.recipe]
     params = replace(params, seed=args.seed, size=args.size or params.size,
                      steps=args.steps or (60 if quick_mode() else params.steps))
     data = load_training_data(args.data, args.path, args.category, args.shots, args.seed)
