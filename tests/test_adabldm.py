@@ -216,7 +216,10 @@ def test_registered_method_fits_and_generates(monkeypatch, rng):
 
 def test_generate_cli_writes_samples_and_a_gallery_then_resumes(tmp_path, capsys):
     from defectlab.adabldm.checkpoint import save_checkpoint
+    import json
+
     from defectlab.adabldm.generate import main
+    from defectlab.adabldm.train import load_training_data
     from defectlab.config import quick
     from defectlab.data import read_manifest
 
@@ -232,8 +235,18 @@ def test_generate_cli_writes_samples_and_a_gallery_then_resumes(tmp_path, capsys
                                          for e in entries)
         assert (out / "gallery.png").read_bytes()[:4] == b"\x89PNG"
         first = (out / entries[0]["file"]).stat().st_mtime_ns
-        assert main(args[:-4] + ["--n", "3", "--out", str(out)]) == 0  # resumes: one more, the first two untouched
+        assert main(args[:-4] + ["--n", "3", "--out", str(out), "--by-type", "1"]) == 0  # resumes: one more
         assert len(read_manifest(out)) == 3 and (out / entries[0]["file"]).stat().st_mtime_ns == first
+        rows = json.loads((out / "gallery_by_type.json").read_text())
+        assert sorted(r["type"] for r in rows) == ["contamination", "crack", "scratch"]
+        heldout = load_training_data("embedded", category="washer", shots=1).heldout
+        assert all(r["nearest_heldout"] in heldout and r["nearest_heldout"].split("/")[2] == r["type"] for r in rows)
+        trained = tmp_path / "trained"  # a checkpoint trained on one of this split's held-out images is refused
+        train(AdaBLDMModel(tiny_config(VOCAB), seed=0), _pairs(np.random.default_rng(0), n=2),
+              TrainParams(size=32, steps=1, batch_size=1, pairs=2, unet_lr=1e-3), out=trained, show_progress=False,
+              provenance={"sources": heldout[:1]})
+        assert main(["--checkpoint", str(trained)] + args[2:-1] + [str(tmp_path / "refused")]) == 2
+        assert "held-out" in capsys.readouterr().err
     assert main(["--checkpoint", str(tmp_path / "none"), "--out", str(tmp_path / "x")]) == 2
     assert "no AdaBLDM checkpoint" in capsys.readouterr().err
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -160,6 +160,7 @@ class TrainingData:
     category: str
     root: str  # data set folder ("embedded" for the embedded set)
     heldout: list  # record keys of the held-out defect images (never seen by training)
+    heldout_records: list = field(default_factory=list, repr=False)  # their Records (galleries load them)
 
     @property
     def sources(self) -> list[str]:
@@ -198,7 +199,7 @@ def load_training_data(data: str = "embedded", path: str | Path | None = None, c
     goods = [r.image() for r in split.good_train]
     fgs = [foreground_for(r, g) for r, g in zip(split.good_train, goods)]
     defects = [Sample(*r.load(), {"label": r.label, "category": r.category, "source": r.key}) for r in split.support]
-    return TrainingData(goods, fgs, defects, category, root, [r.key for r in split.heldout])
+    return TrainingData(goods, fgs, defects, category, root, [r.key for r in split.heldout], list(split.heldout))
 
 
 def _load_data(args) -> tuple[list, list, list, str]:
