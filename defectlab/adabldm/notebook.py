@@ -241,3 +241,28 @@ def panel_model(data: FewShot, rng, quick: bool, checkpoint=None, size: int = 64
         return quick_model(data, rng, size=size)[0], "a tiny model trained for seconds (quick mode)"
     folder = checkpoint or trained_checkpoint()
     return AdaBLDM.from_checkpoint(folder), f"the trained checkpoint {folder}"
+
+
+def guidance_figure(model, good, mask, foreground, object_name: str, defect_name: str,
+                    guidances=(1.5, 3.0, 5.0, 9.0), seed: int = 0, iterations: int = 0, cell: float = 2.4):
+    """The same mask and seed at several guidance scales: whole image and a zoom on the defect window.
+    `iterations` of decoder adaptation (0: the sampler's output, faster; guidance acts on sampling only).
+    Returns (figure, results)."""
+    import matplotlib.pyplot as plt
+
+    results = [model.generate(good, mask, foreground, rng=np.random.default_rng(seed), object_name=object_name,
+                              defect_name=defect_name, sampler=replace(model.sampler, guidance=g),
+                              adapt=replace(model.adapt, iterations=iterations)) for g in guidances]
+    y0, y1, x0, x1 = defect_window(mask)
+    fig, ax = plt.subplots(2, len(guidances) + 1, figsize=(cell * (len(guidances) + 1), cell * 2), squeeze=False,
+                           layout="constrained")
+    cols = [("good + mask", overlay(good, mask), to_rgb(good))] + [
+        (f"guidance {g:g}", to_rgb(r.image), to_rgb(r.image)) for g, r in zip(guidances, results)]
+    for j, (title, full, zsrc) in enumerate(cols):
+        ax[0, j].imshow(np.clip(full, 0, 1), interpolation="nearest")
+        ax[0, j].set_title(title, fontsize=9)
+        ax[1, j].imshow(np.clip(zsrc[y0:y1, x0:x1], 0, 1), interpolation="nearest")
+    for a in ax.ravel():
+        a.set_xticks([]), a.set_yticks([])
+    fig.suptitle(f"{results[0].prompt!r}, seed {seed}, {iterations} adaptation iterations", fontsize=10)
+    return fig, results
