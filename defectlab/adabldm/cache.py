@@ -44,7 +44,10 @@ class Recipe:
     @property
     def name(self) -> str:
         where = self.data if self.path is None else f"{self.data}-{hashlib.sha256(str(self.path).encode()).hexdigest()[:8]}"
-        return f"{self.category}-{where}-{self.size}px-{self.shots}shot-seed{self.seed}-{self.steps}steps"
+        from ..config import quick_mode
+
+        quick = "-quick" if quick_mode() else ""  # quick mode reads a smaller embedded set: never the same checkpoint
+        return f"{self.category}-{where}-{self.size}px-{self.shots}shot-seed{self.seed}-{self.steps}steps{quick}"
 
 
 def cache_root() -> Path:
