@@ -106,6 +106,9 @@ def test_adabldm_control_panel_in_a_real_browser(jupyterlab):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
+    from defectlab.config import quick_mode
+
+    slow = 1 if quick_mode() else 3  # a full run samples and adapts at the defaults on the trained model
     opts = webdriver.ChromeOptions()
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1800"):
         opts.add_argument(arg)
@@ -116,7 +119,7 @@ def test_adabldm_control_panel_in_a_real_browser(jupyterlab):
         driver.execute_script("window.jupyterapp.commands.execute('notebook:run-all-cells');")
         button = _wait(driver, f"the '{RUN_BUTTON}' button",
                        lambda d: [b for b in d.find_elements(By.CSS_SELECTOR, "button.jupyter-button")
-                                  if RUN_BUTTON in b.text], 400)[0]
+                                  if RUN_BUTTON in b.text], 400 * slow)[0]
         sliders = driver.find_elements(By.CSS_SELECTOR, ".widget-slider .noUi-handle, .widget-slider [role=slider]")
         assert sliders, "the control panel has no slider"
         before = sliders[0].get_attribute("aria-valuenow")
@@ -125,14 +128,14 @@ def test_adabldm_control_panel_in_a_real_browser(jupyterlab):
         _wait(driver, "the slider to move", lambda d: sliders[0].get_attribute("aria-valuenow") != before, 10)
         _wait(driver, "every cell to finish", lambda d: d.execute_script(KERNEL_IDLE) and not d.execute_script(
             "return Array.from(document.querySelectorAll('.jp-InputArea-prompt')).some(e => e.innerText.includes('*'));"),
-            400)
+            400 * slow)
         # the panel replaces its figure on each run: mark the images there now, then wait for a new one
         driver.execute_script("document.querySelectorAll('.jp-OutputArea img').forEach(i => i.dataset.seen = '1');")
         driver.execute_script("arguments[0].scrollIntoView();", button)
         button.click()
         _wait(driver, "the stage images after clicking run",
               lambda d: d.find_elements(By.CSS_SELECTOR, ".jp-OutputArea img:not([data-seen])")
-              and not d.find_elements(By.CSS_SELECTOR, ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'] .jp-RenderedText:not(:empty)") or None, 300)
+              and not d.find_elements(By.CSS_SELECTOR, ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'] .jp-RenderedText:not(:empty)") or None, 300 * slow)
         errors = driver.execute_script(
             "return Array.from(document.querySelectorAll('.jp-OutputArea-output')).map(e => e.innerText)"
             ".filter(t => t.includes('Traceback') || t.includes('Error:'));")
