@@ -72,9 +72,12 @@ class _SDDecoder(nn.Module):
         self.post_quant_conv, self.decoder, self.scale = vae.post_quant_conv, vae.decoder, float(vae.config.scaling_factor)
 
     def forward(self, latents):
+        return self.unclamped(latents).clamp(0, 1)
+
+    def unclamped(self, latents):
         z = latents / self.scale
         z = self.post_quant_conv(z) if self.post_quant_conv is not None else z
-        return ((self.decoder(z) + 1) / 2).clamp(0, 1)
+        return (self.decoder(z) + 1) / 2
 
 
 def stable_diffusion(path: str, subfolder: str | None = "vae") -> Autoencoder:

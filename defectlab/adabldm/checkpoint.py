@@ -154,3 +154,26 @@ def load_optimizer(optimizer, folder: Path) -> None:
             optimizer.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         except (RuntimeError, ValueError, KeyError, EOFError, OSError) as exc:
             raise DefectlabError(f"{path}: optimizer state unreadable or of another model ({exc})") from exc
+
+
+def training_sources(folder: str | Path) -> list[str]:
+    """Record keys ("category/split/label/name") of the real defects a checkpoint was trained on."""
+    ckpt = resolve(folder)
+    if ckpt is None:
+        raise DefectlabError(f"{folder}: no AdaBLDM checkpoint ({MODEL_FILE} or {LATEST}) there")
+    state = read_state(ckpt)
+    if "sources" not in state:
+        raise DefectlabError(f"{ckpt / STATE_FILE}: records no training images (trained before they were recorded); "
+                             "retrain it to use it where held-out images matter")
+    return list(state["sources"])
+
+
+def refuse_if_trained_on(folder: str | Path, heldout_keys) -> None:
+    """Raise a DefectlabError when the checkpoint's training defects include any of `heldout_keys` (record keys
+    or Records): a benchmark must not test on images its synthesis model learned from."""
+    keys = {getattr(k, "key", k) for k in heldout_keys}
+    seen = sorted(keys.intersection(training_sources(folder)))
+    if seen:
+        more = f" and {len(seen) - 3} more" if len(seen) > 3 else ""
+        raise DefectlabError(f"{resolve(folder)}: trained on held-out test image(s) {', '.join(seen[:3])}{more}; "
+                             "train AdaBLDM on this seed's support set instead")
