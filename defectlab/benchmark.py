@@ -437,6 +437,11 @@ def _build_method(name: str, prepared, seed: int, params: dict | None = None):
     from .detect.prepare import stable_id
 
     method = registry.create(name, **(params or {}))
+    trained = getattr(getattr(method, "params", None), "checkpoint", None)
+    if trained:  # a synthesis model trained elsewhere must not have seen this seed's test images
+        from .adabldm.checkpoint import refuse_if_trained_on
+
+        refuse_if_trained_on(trained, prepared.test_keys)
     if getattr(method, "needs_fit", False):
         rng = np.random.default_rng([seed, stable_id(name), 2**31])
         method.fit(prepared.goods, prepared.support, rng, foregrounds=prepared.foregrounds)
