@@ -177,6 +177,7 @@ class FeatureParams:
     quick_steps: int = 60  # ours
     batch_size: int = 8  # SimpleNet Sec. 4.1
     cells_per_step: int = 1024  # ours: random feature cells of the batch per step (CPU budget; 0 = all)
+    quick_cells_per_step: int = 128  # ours: quick mode
     lr_adaptor: float = 1e-4  # SimpleNet Sec. 4.1
     lr_discriminator: float = 2e-4  # SimpleNet Sec. 4.1
     weight_decay: float = 1e-5  # SimpleNet code (adaptor AdamW weight decay)
@@ -227,8 +228,9 @@ class FeatureSpaceMethod:
         for _ in progress(range(work(p.steps, p.quick_steps)), desc=f"fit {self.name}"):
             idx = torch.randint(len(flat), (min(p.batch_size, len(flat)),), generator=gen)
             rows = flat[idx].reshape(-1, dim)
-            if p.cells_per_step and len(rows) > p.cells_per_step:
-                rows = rows[torch.randperm(len(rows), generator=gen)[:p.cells_per_step]]
+            cells = work(p.cells_per_step, p.quick_cells_per_step)
+            if cells and len(rows) > cells:
+                rows = rows[torch.randperm(len(rows), generator=gen)[:cells]]
             true = self.adaptor_(rows)
             fake = self._negatives(true, idx, gen)
             loss = self._loss(self.discriminator_(true), self.discriminator_(fake))
