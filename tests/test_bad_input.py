@@ -440,3 +440,31 @@ def test_resume_after_the_data_changed_is_refused(tmp_path, one_torch_thread):
     assert not (out / "runs" / "cutpaste__seed0.json").exists()  # nothing was mixed in
     run_benchmark(root, "widget", ["cutpaste"], out, overwrite=True, **fast)  # --overwrite starts afresh
     assert len(json.loads((out / "data_fingerprint.json").read_text())["files"]) == 13
+
+
+def test_hub_weights_can_be_pinned_to_a_revision(monkeypatch):
+    """Every from_pretrained of the SD path receives ModelConfig.revision (a commit hash or tag)."""
+    import diffusers
+    import transformers
+
+    from defectlab.adabldm import autoencoders
+    from defectlab.adabldm.prompts import CLIPPromptEncoder
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def fake(name):
+        def from_pretrained(path, **kw):
+            seen.append((name, kw.get("revision")))
+            raise Stop
+        return from_pretrained
+
+    monkeypatch.setattr(diffusers.AutoencoderKL, "from_pretrained", staticmethod(fake("vae")))
+    monkeypatch.setattr(transformers.CLIPTokenizer, "from_pretrained", staticmethod(fake("tokenizer")))
+    with pytest.raises(Stop):
+        autoencoders.build("sd", "org/model", revision="0123abcd")
+    with pytest.raises(Stop):
+        CLIPPromptEncoder("org/model", revision="0123abcd")
+    assert seen == [("vae", "0123abcd"), ("tokenizer", "0123abcd")]

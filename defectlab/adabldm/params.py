@@ -121,6 +121,7 @@ class ModelConfig:
     autoencoder: str = "taef2"  # "taef2" (offline default), "tiny" (random, tests) or "sd" (AutoencoderKL)
     autoencoder_path: str | None = None  # hub id or folder for "sd"
     pretrained: str | None = None  # SD hub id / folder: UNet + CLIP text encoder from_pretrained
+    revision: str | None = None  # hub commit hash or tag every from_pretrained is pinned to (None: the hub's latest)
     latent_channels: int = 32
     unet_channels: tuple[int, ...] = (64, 128, 128)
     layers_per_block: int = 1

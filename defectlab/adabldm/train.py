@@ -230,6 +230,7 @@ def _load_data(args) -> tuple[list, list, list, str]:
 
 
 def train_run(out: str | Path, data: TrainingData, params: TrainParams = OFFLINE_TRAIN, *, pretrained: str | None = None,
+              revision: str | None = None,
               minutes: float | None = None, show_progress: bool = True) -> tuple[Path, list[float]]:
     """Train (or resume) a run folder on `data`'s few-shot support; returns (checkpoint folder, losses of this call).
 
@@ -250,7 +251,8 @@ def train_run(out: str | Path, data: TrainingData, params: TrainParams = OFFLINE
     if existing is not None:
         model = checkpoint.load_model(existing)
     elif pretrained:
-        model = AdaBLDMModel(ModelConfig(autoencoder="sd", pretrained=pretrained, latent_channels=4), seed=params.seed)
+        model = AdaBLDMModel(ModelConfig(autoencoder="sd", pretrained=pretrained, latent_channels=4, revision=revision),
+                             seed=params.seed)
     else:
         model = AdaBLDMModel(ModelConfig(vocabulary=vocabulary_for(pairs.prompts + [""])), seed=params.seed)
     provenance = {"data": data.root, "category": data.category, "sources": data.sources, "heldout": data.heldout}
@@ -270,7 +272,8 @@ def run(args) -> int:
                      steps=args.steps or (60 if quick_mode() else params.steps))
     data = load_training_data(args.data, args.path, args.category, args.shots, args.seed)
     t0 = time.time()
-    ckpt, history = train_run(args.out, data, params, pretrained=args.pretrained, minutes=args.minutes)
+    ckpt, history = train_run(args.out, data, params, pretrained=args.pretrained, revision=args.revision,
+                              minutes=args.minutes)
     if history:
         print(f"{data.category}: {len(history)} steps in {time.time() - t0:.0f} s, loss {np.mean(history[:20]):.4f} -> "
               f"{np.mean(history[-20:]):.4f}; checkpoint in {ckpt}")
@@ -289,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recipe", choices=["offline", "window", "gpu"], default="offline",
                    help="offline: whole images at --size; window: native-resolution windows around each defect")
     p.add_argument("--pretrained", help="Stable Diffusion hub id or folder (UNet, CLIP, VAE); only the trimap branch trains")
+    p.add_argument("--revision", help="pin the hub weights of --pretrained to this commit hash or tag")
     p.add_argument("--steps", type=int, help="override the recipe's step count")
     p.add_argument("--minutes", type=float, help="stop (and checkpoint) after this many minutes")
     p.add_argument("--threads", type=int, help="torch CPU threads (1 is fastest on a busy shared machine)")
