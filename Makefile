@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: demo test venv clean
+.PHONY: demo test venv clean anomalib-venv anomalib-bench adabldm-weights
 
 venv: $(STAMP)
 
@@ -20,5 +20,28 @@ demo: $(STAMP)
 test: $(STAMP)
 	DEFECTLAB_QUICK=1 MPLBACKEND=Agg $(PY) -m pytest tests notebooks --nbval-lax -q $(PYTEST_ARGS)
 
+# AdaBLDM's trained offline checkpoint for notebook 05's control panel: trained once (about 15 min on one
+# free CPU core), cached with its SHA-256 in $$DEFECTLAB_ADABLDM_CACHE or ~/.cache/defectlab/adabldm, reused after
+adabldm-weights: $(STAMP)
+	$(PY) -m defectlab.adabldm.cache --threads 1
+
 clean:
 	rm -rf outputs build *.egg-info
+
+# anomalib side by side, in its own environment (never a dependency of defectlab): torch/torchvision as
+# in .venv (pip takes them from local disk where it can), then anomalib from the registry.
+ANOMALIB_VENV ?= .venv-anomalib
+ANOMALIB_STAMP := $(ANOMALIB_VENV)/.installed-stamp
+ANOMALIB_VERSION ?= 2.7.0
+
+anomalib-venv: $(ANOMALIB_STAMP)
+
+$(ANOMALIB_STAMP):
+	@test -x $(ANOMALIB_VENV)/bin/python || python3 -m venv $(ANOMALIB_VENV)
+	$(ANOMALIB_VENV)/bin/python -m pip install --quiet --disable-pip-version-check torch==2.14.1 torchvision==0.29.1
+	$(ANOMALIB_VENV)/bin/python -m pip install --quiet --disable-pip-version-check anomalib==$(ANOMALIB_VERSION)
+	@touch $(ANOMALIB_STAMP)
+
+# synthesis speed and AUPRO, defectlab vs anomalib, one run (writes benchmarks/results/anomalib_compare.json)
+anomalib-bench: $(STAMP) $(ANOMALIB_STAMP)
+	$(PY) benchmarks/anomalib_compare.py --anomalib-python $(ANOMALIB_VENV)/bin/python

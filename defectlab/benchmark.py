@@ -17,8 +17,9 @@ initialisation, so `fewshot` vs `<method>+fewshot` is a paired comparison. Featu
 (SimpleNet, GLASS global) make their anomalies in feature space and are detectors themselves: their
 single run `<method>` tests the method's own `score()` maps, fitted on the good training images.
 Beside the detection metrics,
-each pixel-space method's KID and FID (synthetic vs held-out real defects) and the rank correlation
-of quality with detection.
+each pixel-space method's quality (KID, FID, domain distance, IC-LPIPS, IS; also on windows around the
+defects, and their visibility: synthetic vs held-out real defects) and the rank correlation of each with
+detection, with bootstrap intervals.
 
 Writes `results.json`, `results.md`, `pr_curves.png`, `detections.png` and `runs/` (one JSON per
 run and seed: an interrupted benchmark resumes where it stopped). Every file is written atomically.
@@ -102,6 +103,9 @@ def _validate(cfg: BenchmarkConfig):
     """Every check that can fail before any training; returns (dataset, {seed: split})."""
     from . import registry
     from .data import few_shot_split
+    from .limits import check_int, check_side
+    from .paramcheck import check_overrides
+
     if not cfg.methods and cfg.shots <= 0:
         raise DefectlabError("--methods: name at least one synthesis method (or use --shots > 0 for the few-shot baseline)")
     if len(set(cfg.methods)) != len(cfg.methods):
@@ -112,28 +116,48 @@ def _validate(cfg: BenchmarkConfig):
         if m not in cfg.methods:
             raise DefectlabError(f"--method-param: {m!r} is not among --methods ({', '.join(cfg.methods)})")
         try:
-            registry.create(m, **params)
+            method = registry.create(m, **params)
         except (TypeError, ValueError) as exc:
             raise DefectlabError(f"--method-param: {m} does not take {params}: {exc}") from exc
+        check_overrides(m, type(getattr(method, "params", None)), params)  # types, before anything trains
     if not cfg.seeds:
         raise DefectlabError("--seeds: give at least one seed")
+    twice = sorted({s for s in cfg.seeds if cfg.seeds.count(s) > 1})
+    if twice:
+        raise DefectlabError(f"--seeds: seed {', '.join(map(str, twice))} listed twice (a run would count twice)")
     if cfg.quality not in ("all", "first", "none"):
         raise DefectlabError(f"--quality must be all, first or none, got {cfg.quality!r}")
-    if cfg.size < 16:
-        raise DefectlabError(f"--size must be >= 16, got {cfg.size}")
-    if cfg.quality_images < 2:
-        raise DefectlabError(f"--quality-images must be >= 2, got {cfg.quality_images}")
+    check_side("--size", cfg.size)
+    check_int("--shots", cfg.shots, low=0)
+    check_int("--quality-images", cfg.quality_images, low=2)
     if cfg.steps < 1 or cfg.n_synthetic < 1:
         raise DefectlabError(f"--steps and --n-synthetic must be >= 1, got {cfg.steps}, {cfg.n_synthetic}")
     if cfg.detector_name not in DETECTORS:
         raise DefectlabError(f"--detector must be one of {', '.join(DETECTORS)}, got {cfg.detector_name!r}")
     _make_detector(cfg)  # unknown detector parameters -> DefectlabError
+    n_embedded = sum(cfg.embedded.values()) if cfg.format == "embedded" else 0
+    _check_memory(cfg, n_embedded, 3)  # before the embedded set is built at --size
     dataset = _open_dataset(cfg)
     dataset.filter(category=cfg.category)  # unknown category -> DefectlabError naming the ones found
     if not dataset.defect_types(cfg.category):
         raise DefectlabError(f"{dataset.root}: category {cfg.category!r} has no defect images to test on")
+    records = dataset.filter(category=cfg.category).records
+    _check_memory(cfg, len(records), records[0].image().shape[2])
+    dataset.check_defect_masks(cfg.category)  # all empty: a mask convention not understood, not "no defects"
     splits = {s: few_shot_split(dataset, cfg.category, cfg.shots, seed=s) for s in cfg.seeds}
     return dataset, splits
+
+
+def _check_memory(cfg: BenchmarkConfig, n_images: int, channels: int) -> None:
+    """Refuse a --size / --n-synthetic / --quality-images that cannot fit in memory (issue #21)."""
+    from .detect import DetectorParams
+    from .limits import benchmark_bytes, check_memory
+
+    det = {**asdict(DetectorParams()), **cfg.detector}
+    need = benchmark_bytes(cfg.size, n_images, cfg.n_synthetic, cfg.quality_images if cfg.quality != "none" else 0,
+                           det["batch_size"], det["base_channels"], det["depth"], channels=channels)
+    images = f" for {n_images} images" if n_images else ""
+    check_memory(f"--size {cfg.size} with --n-synthetic {cfg.n_synthetic}{images}", need)
 
 
 # ------------------------------------------------------------------------------------ output folder
@@ -163,18 +187,32 @@ def _jsonable(x):
     raise TypeError(f"not JSON-serialisable: {type(x).__name__}")
 
 
-def _prepare_out(out: Path, cfg: dict, overwrite: bool) -> None:
-    """Refuse to clobber results; resume an interrupted run of the same configuration."""
+DATA_FILE = "data_fingerprint.json"  # every data file (size, sha256) and each seed's split, for safe resuming
+
+
+def _read_json_file(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DefectlabError(f"{path}: unreadable ({exc}); pass --overwrite or choose another --out") from exc
+
+
+def _prepare_out(out: Path, cfg: dict, overwrite: bool, fingerprint: dict | None = None) -> None:
+    """Refuse to clobber results; resume an interrupted run of the same configuration on the same data
+    (`fingerprint`, from `defectlab.fingerprint.data_fingerprint`: files and each seed's split)."""
+    from .fingerprint import fingerprint_difference, summary
+
     if out.exists() and not out.is_dir():
         raise DefectlabError(f"{out}: exists and is not a folder")
     cfg_file = out / "config.json"
     before: dict = {}  # method parameters on record from earlier calls into this folder
+    old_splits: dict = {}  # each seed's split on record
     if out.is_dir() and any(out.iterdir()):
         ours = cfg_file.is_file()
         if overwrite:
             if ours:  # remove only what a benchmark writes
                 shutil.rmtree(out / "runs", ignore_errors=True)
-                for name in ("results.json", "results.md", "pr_curves.png", "detections.png", "config.json"):
+                for name in ("results.json", "results.md", "pr_curves.png", "detections.png", "config.json", DATA_FILE):
                     (out / name).unlink(missing_ok=True)
         elif (out / "results.json").is_file():
             raise DefectlabError(f"{out}: already holds benchmark results; pass --overwrite or choose another --out")
@@ -182,7 +220,7 @@ def _prepare_out(out: Path, cfg: dict, overwrite: bool) -> None:
             raise DefectlabError(f"{out}: folder exists and is not a benchmark output; choose another --out "
                                  "(or pass --overwrite to write into it)")
         else:
-            old = json.loads(cfg_file.read_text())
+            old = _read_json_file(cfg_file)
             diff = [k for k in _RESUME_KEYS if (old.get(k) or None) != (cfg.get(k) or None)]  # {} == absent
             # every method that ever ran here keeps its parameters on record; a method may join, not change
             before = old.get("method_params") or {}
@@ -191,8 +229,23 @@ def _prepare_out(out: Path, cfg: dict, overwrite: bool) -> None:
             if diff:
                 raise DefectlabError(f"{out}: holds an interrupted benchmark with a different {', '.join(diff)}; "
                                      "pass --overwrite or choose another --out")
-    (out / "runs").mkdir(parents=True, exist_ok=True)
-    _write_json(cfg_file, dict(cfg, method_params={**before, **{m: cfg["method_params"].get(m, {}) for m in cfg["methods"]}}))
+            old_fp = _read_json_file(out / DATA_FILE) if (out / DATA_FILE).is_file() else old.get("data_fingerprint")
+            if fingerprint is not None and old_fp:  # a folder from before fingerprints: nothing to compare
+                problem = fingerprint_difference(old_fp, fingerprint)
+                if problem:
+                    raise DefectlabError(f"{out}: holds an interrupted benchmark on different data: {problem} since "
+                                         "it started; pass --overwrite or choose another --out")
+                old_splits = old_fp.get("splits", {})
+    record = dict(cfg, method_params={**before, **{m: cfg["method_params"].get(m, {}) for m in cfg["methods"]}})
+    try:
+        (out / "runs").mkdir(parents=True, exist_ok=True)
+        if fingerprint is not None:
+            fingerprint = dict(fingerprint, splits={**old_splits, **fingerprint["splits"]})  # seeds may join
+            _write_json(out / DATA_FILE, fingerprint)
+            record["data_fingerprint"] = summary(fingerprint)
+        _write_json(cfg_file, record)
+    except OSError as exc:
+        raise DefectlabError(f"{out}: cannot write the benchmark output there ({exc.strerror or exc})") from exc
 
 
 def _run_file(out: Path, run: str, seed: int) -> Path:
@@ -229,14 +282,47 @@ def _make_detector(cfg: BenchmarkConfig):
     return SegmentationDetector(**{"steps": cfg.steps, **cfg.detector})
 
 
-def _train_and_test(run: str, seed: int, cfg: BenchmarkConfig, prepared, defects, out: Path, show_progress: bool) -> dict:
+def _fit_detector(run: str, seed: int, cfg: BenchmarkConfig, prepared, defects, show_progress: bool):
     from .detect.prepare import stable_id
 
-    t0 = time.time()
     det = _make_detector(cfg)
     # one initialisation per seed (paired runs); the data order depends on the run
     det.fit(prepared.goods, defects, np.random.default_rng([seed, stable_id(run)]), init_rng=np.random.default_rng([seed, 0]),
             foregrounds=prepared.foregrounds, show_progress=show_progress, desc=f"{run} seed {seed}")
+    return det
+
+
+def _detector_file(out: Path, seed: int) -> Path:
+    return out / "runs" / f"{FEWSHOT}__seed{seed}.pt"
+
+
+def _fewshot_detector(seed: int, cfg: BenchmarkConfig, prepared, out: Path, show_progress: bool):
+    """The seed's `fewshot` detector (trained on the real support defects only), for TRTS: the one saved by
+    its run, else trained again exactly as that run trained it (same generators: same network) and saved."""
+    from .detect import DeSTSegDetector, SegmentationDetector
+
+    path = _detector_file(out, seed)
+    if path.is_file():
+        cls = DeSTSegDetector if cfg.detector_name == "destseg" else SegmentationDetector
+        return cls.load(path)
+    det = _fit_detector(FEWSHOT, seed, cfg, prepared, prepared.support, show_progress)
+    det.save(path)
+    return det
+
+
+def _trts(det, pool, n_max: int) -> dict:
+    """Train on real, test on synthetic (issue 23): the seed's `fewshot` detector scores the method's defects;
+    pixel AP / AUPRO of its maps against the synthetic masks."""
+    from .metrics.trts import trts
+
+    return trts(lambda images: det.predict(images)[0], pool[:n_max])
+
+
+def _train_and_test(run: str, seed: int, cfg: BenchmarkConfig, prepared, defects, out: Path, show_progress: bool) -> dict:
+    t0 = time.time()
+    det = _fit_detector(run, seed, cfg, prepared, defects, show_progress)
+    if run == FEWSHOT:
+        det.save(_detector_file(out, seed))  # TRTS scores every method's defects with it
     t1 = time.time()
     maps, scores = det.predict(prepared.test_images)
     extra = {"train_defects": len(defects), "loss_first": float(np.mean(det.losses[:10])),
@@ -280,6 +366,7 @@ def _test_and_record(run, seed, cfg, prepared, maps, scores, top_k, train_second
     buf = io.BytesIO()
     np.savez_compressed(buf, maps=maps[grid].astype(np.float16), index=np.asarray(grid))
     atomic_write_bytes(_run_file(out, run, seed).with_suffix(".npz"), buf.getvalue())
+    _save_image_stats(out, run, seed, masks, maps)  # for the quality <-> detection bootstrap
     result = {"run": run, "method": run.split("+")[0], "seed": seed, "metrics": metrics,
               "train_goods": len(prepared.goods), "split": prepared.meta, **extra,
               "train_seconds": round(train_seconds, 2), "test_seconds": round(test_seconds, 2),
@@ -288,16 +375,56 @@ def _test_and_record(run, seed, cfg, prepared, maps, scores, top_k, train_second
     return result
 
 
+# quality metrics of each method's synthetic defects: (key in the quality files, label, lower is better)
+QUALITY_KEYS = (("kid", "KID", True), ("fid", "FID", True), ("domain_frechet", "domain Fréchet", True),
+                ("domain_kernel", "domain KD", True), ("ic_lpips", "IC-LPIPS", False), ("isc", "IS", False),
+                ("region_kid", "region KID", True), ("region_fid", "region FID", True),
+                ("region_domain_frechet", "region domain Fréchet", True), ("region_ic_lpips", "region IC-LPIPS", False),
+                ("visibility_ratio", "visibility ratio", False), ("trts_pixel_ap", "TRTS pixel AP", False),
+                ("trts_aupro", "TRTS AUPRO", False))
+LPIPS_SIZE = 128  # IC-LPIPS on images resized to 128 px: ST-LPIPS keeps stride 1 in its first layer (memory)
+# detection metrics of the method-alone runs the quality metrics are correlated with
+CORRELATION_TARGETS = ("pixel_ap", "iap", "iap90")
+GAIN = "pixel_ap_gain"  # and the downstream gain: pixel AP of `<method>+fewshot` minus that of `fewshot`
+BOOTSTRAP_RESAMPLES = 1000
+
+
 def _quality(prepared, pool, n_max: int, seed: int) -> dict:
-    """KID and FID of (at most `n_max` of) the synthetic pool against (at most `n_max`, a seeded
-    choice of) the held-out real defects, all at the benchmark's size."""
+    """Every quality metric (`defectlab.metrics.quality`) of (at most `n_max` of) the synthetic pool against (at
+    most `n_max`, a seeded choice of) the held-out real defects, all at the benchmark's size: KID (subsets of
+    half the smaller set), FID, the EfficientNet-Lite0 domain distance and IS; IC-LPIPS (DFMGAN protocol) of
+    the pool around the real support defects it was made from, at `LPIPS_SIZE` px."""
     from .metrics import quality
+    from .metrics.domain import DomainParams
 
     real = prepared.heldout_images
     real = [real[i] for i in sorted(np.random.default_rng([seed, 7]).permutation(len(real))[:n_max])]
     fake = [s.image for s in pool[:n_max]]
-    return {"kid": _scalar(quality.kid(real, fake)), "fid": _scalar(quality.fid(real, fake)),
-            "n_real": len(real), "n_fake": len(fake)}
+    side = max(32, int(round(real[0].shape[0] / 32)) * 32)  # EfficientNet wants multiples of 32
+    out = quality.compute(real, fake, fid=False, ic_lpips=False, domain_params=DomainParams(size=side))
+    out["fid"] = _scalar(quality.fid(real, fake))  # (features cached by compute: only the Fréchet part is new)
+    centres = [s.image for s in prepared.support]
+    if len(centres) >= 1:
+        r = quality.ic_lpips(centres, fake, "dfmgan", size=min(LPIPS_SIZE, real[0].shape[0]))
+        out.update(ic_lpips=r.value, ic_lpips_nonempty=r.value_nonempty, ic_lpips_network=r.network,
+                   ic_lpips_protocol=r.protocol, ic_lpips_centres=len(centres))
+    out.update(_region_quality(prepared, pool, n_max))
+    return out
+
+
+def _region_quality(prepared, pool, n_max: int) -> dict:
+    """Issue 23: the quality metrics on windows around each defect (`metrics.region`, at most `n_max` windows a
+    side, synthetic vs every held-out real defect) and the visibility of the defects against their ring."""
+    from .metrics import region, visibility
+
+    held = [(im, m) for im, m, lab in zip(prepared.test_images, prepared.test_canvas_masks, prepared.test_labels)
+            if lab != "good"]
+    real_images, real_masks = [im for im, _ in held], [m for _, m in held]
+    fake_images, fake_masks = [s.image for s in pool[:n_max]], [s.mask for s in pool[:n_max]]
+    params = region.RegionParams(max_windows=n_max)
+    out = region.region_quality(real_images, real_masks, fake_images, fake_masks, params)
+    out.update(visibility.compare(real_images, real_masks, fake_images, fake_masks))
+    return out
 
 
 def _scalar(value) -> float:
@@ -310,6 +437,11 @@ def _build_method(name: str, prepared, seed: int, params: dict | None = None):
     from .detect.prepare import stable_id
 
     method = registry.create(name, **(params or {}))
+    trained = getattr(getattr(method, "params", None), "checkpoint", None)
+    if trained:  # a synthesis model trained elsewhere must not have seen this seed's test images
+        from .adabldm.checkpoint import refuse_if_trained_on
+
+        refuse_if_trained_on(trained, prepared.test_keys)
     if getattr(method, "needs_fit", False):
         rng = np.random.default_rng([seed, stable_id(name), 2**31])
         method.fit(prepared.goods, prepared.support, rng, foregrounds=prepared.foregrounds)
@@ -355,6 +487,8 @@ def _run_seed(seed: int, split, cfg: BenchmarkConfig, cache, out: Path, show_pro
         if need_quality:
             t1 = time.time()
             q = {"method": m, "seed": seed, **_quality(ready(), pool, cfg.quality_images, seed), "synth_seconds": round(synth_seconds, 2)}
+            if cfg.shots > 0:
+                q.update(_trts(_fewshot_detector(seed, cfg, ready(), out, show_progress), pool, cfg.quality_images))
             q["quality_seconds"] = round(time.time() - t1, 2)
             _write_json(_quality_file(out, m, seed), q)
         for r in runs:
@@ -375,36 +509,185 @@ def _versions() -> dict:
             "torch": torch.__version__, "torchvision": torchvision.__version__, "scikit-learn": sklearn.__version__}
 
 
-def _correlations(cfg: BenchmarkConfig, summary: dict, quality: dict) -> list[dict]:
-    """Rank correlation over methods between each quality metric and pixel AP / IAP90 of the
-    method-alone runs (synthetic defects only, so the detector sees nothing but the method)."""
+def _stats_file(out: Path, run: str, seed: int) -> Path:
+    return out / "runs" / f"{run}__seed{seed}.stats.npz"
+
+
+def _save_image_stats(out: Path, run: str, seed: int, masks, maps) -> None:
+    """Per-image pixel histograms and region scores of a run (`detection.image_stats`), for the bootstrap."""
+    from .metrics.detection import image_stats
+
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **image_stats(masks, maps))
+    atomic_write_bytes(_stats_file(out, run, seed), buf.getvalue())
+
+
+def _correlations(cfg: BenchmarkConfig, summary: dict, quality: dict, out: Path | None = None) -> list[dict]:
+    """Rank correlation over methods between each quality metric and pixel AP / IAP / IAP90 of the
+    method-alone runs (synthetic defects only, so the detector sees nothing but the method), and the
+    downstream gain `pixel_ap_gain` (pixel AP of `<method>+fewshot` minus `fewshot`) when those runs exist.
+
+    With `out` (a benchmark folder): a bootstrap 95 % interval over seeds and test images
+    (`metrics.correlation.bootstrap_rank_correlations`, from the per-image statistics of each run; seeds only when
+    those are missing), and `quality_vs_ap.png`, one scatter panel per quality metric."""
     from .metrics.correlation import rank_correlation
 
     rows = []
     methods = [m for m in cfg.methods if m in summary and m in quality]
     if len(methods) < 3:
         return rows
-    for qk in ("kid", "fid"):
-        for dk in ("pixel_ap", "iap90"):
+    per_seed = _per_seed(cfg, out, methods) if out is not None else None
+    for qk, label, _ in QUALITY_KEYS:
+        for dk in (*CORRELATION_TARGETS, GAIN):
+            if any(qk not in quality[m] for m in methods):
+                continue
             qv = {m: quality[m][qk]["mean"] for m in methods}
-            dv = {m: summary[m][dk]["mean"] for m in methods}
+            dv = {m: _target(summary, m, dk) for m in methods}
             if any(v is None for v in (*qv.values(), *dv.values())):
                 continue
             rho, tau, n = rank_correlation(qv, dv)
-            rows.append({"quality": qk, "detection": dk, "n_methods": n, "spearman": rho, "kendall": tau})
+            row = {"quality": qk, "label": _quality_label(quality, methods, qk, label), "detection": dk,
+                   "n_methods": n, "spearman": rho, "kendall": tau}
+            rows.append(row)
+    if per_seed is not None and rows:
+        boot = _bootstrap(per_seed, methods, sorted({r["quality"] for r in rows}))
+        for row in rows:
+            row.update(boot.get((row["quality"], row["detection"]), {}))
+    if out is not None:
+        _scatter(out, methods, summary, quality)
     return rows
 
 
+def _quality_label(quality: dict, methods: list, key: str, label: str) -> str:
+    """A metric's name with its network, e.g. "IC-LPIPS (ST-LPIPS alex)", "IS (EfficientNet-Lite0)"."""
+    first = quality[methods[0]]
+    if key == "isc" and first.get("isc_network"):
+        return first["isc_network"]
+    if key == "ic_lpips" and first.get("ic_lpips_network"):
+        return f"IC-LPIPS ({first['ic_lpips_network']})"
+    if key == "fid" and first.get("n_fake"):
+        return f"FID (n = {first['n_real']['mean']:.0f} real, {first['n_fake']['mean']:.0f} synthetic)" \
+            if isinstance(first.get("n_real"), dict) else label
+    return label
+
+
+def _target(summary: dict, method: str, key: str):
+    """A detection target's mean over seeds: a method-alone metric, or GAIN (None when a run is missing)."""
+    if key == GAIN:
+        both, base = summary.get(f"{method}+{FEWSHOT}", {}), summary.get(FEWSHOT, {})
+        a, b = both.get("pixel_ap", {}).get("mean"), base.get("pixel_ap", {}).get("mean")
+        return None if a is None or b is None else a - b
+    return summary.get(method, {}).get(key, {}).get("mean")
+
+
+def _per_seed(cfg: BenchmarkConfig, out: Path, methods: list) -> dict:
+    """Per seed: each method's quality values; the image statistics (or metrics) of its method-alone run, its
+    `+fewshot` run and the `fewshot` run, keyed by run name."""
+    data: dict = {"quality": {}, "stats": {}, "metrics": {}}
+    for m in methods:
+        for s in cfg.seeds:
+            qf = _quality_file(out, m, s)
+            if qf.is_file():
+                data["quality"].setdefault(m, {})[s] = json.loads(qf.read_text())
+    for run in {*methods, *(f"{m}+{FEWSHOT}" for m in methods), FEWSHOT}:
+        for s in cfg.seeds:
+            rf, sf = _run_file(out, run, s), _stats_file(out, run, s)
+            if rf.is_file():
+                data["metrics"].setdefault(run, {})[s] = json.loads(rf.read_text())["metrics"]
+            if sf.is_file():
+                with np.load(sf) as z:
+                    data["stats"].setdefault(run, {})[s] = {k: z[k] for k in z.files}
+    return data
+
+
+def _bootstrap(per_seed: dict, methods: list, keys: list) -> dict:
+    """Bootstrap intervals of every (quality key, detection target) pair at once (one set of resamples)."""
+    from .metrics.correlation import bootstrap_rank_correlations
+    from .metrics.detection import binned_metrics
+
+    seeds = sorted(set.intersection(*(set(per_seed["quality"].get(m, {})) & set(per_seed["metrics"].get(m, {}))
+                                      for m in methods)))
+    keys = [k for k in keys if all(per_seed["quality"][m][s].get(k) is not None for m in methods for s in seeds)]
+    if not seeds or not keys:
+        return {}
+    stats, metrics = per_seed["stats"], per_seed["metrics"]
+    by_image = all(s in stats.get(m, {}) for m in methods for s in seeds)
+    n_images = {s: len(stats[methods[0]][s]["pos_hist"]) if by_image else 1 for s in seeds}
+    runs = [f"{m}+{FEWSHOT}" for m in methods] + [FEWSHOT]
+    gain = all(s in (stats if by_image else metrics).get(r, {}) for r in runs for s in seeds)
+
+    def values(run, s, w):
+        if by_image and w is not None:
+            return binned_metrics(stats[run][s], w)
+        return metrics[run][s]
+
+    def detection(m, s, w):
+        out = {k: values(m, s, w)[k] for k in CORRELATION_TARGETS}
+        if gain:
+            out[GAIN] = values(f"{m}+{FEWSHOT}", s, w)["pixel_ap"] - values(FEWSHOT, s, w)["pixel_ap"]
+        return out
+
+    quality = {k: {m: {s: per_seed["quality"][m][s][k] for s in seeds} for m in methods} for k in keys}
+    boot = bootstrap_rank_correlations(quality, detection, seeds, n_images, resamples=BOOTSTRAP_RESAMPLES,
+                                       rng=np.random.default_rng([len(seeds), len(methods), 17]))
+    how = "seeds and test images" if by_image else "seeds only"
+    return {pair: {"spearman_ci": r["spearman_ci"], "kendall_ci": r["kendall_ci"], "n_boot": r["n_boot"],
+                   "bootstrap": how, "n_seeds": len(seeds)} for pair, r in boot.items()}
+
+
+def quality_scatter(results: dict, methods: Sequence[str] | None = None, detection: str = "pixel_ap"):
+    """The quality <-> usefulness figure from a benchmark's `results.json` content: one panel per quality metric
+    (x: its mean over seeds, y: the method-alone run's `detection` mean; error bars: std over seeds), or None
+    when no quality metric was measured for every method."""
+    from .metrics.correlation import scatter_figure
+
+    summary, quality = results["summary"], results["quality"]
+    methods = [m for m in (methods or quality) if m in summary and m in quality]
+    points = {}
+    for qk, label, lower in QUALITY_KEYS:
+        if methods and all(isinstance(quality[m].get(qk), dict) and quality[m][qk]["mean"] is not None
+                           for m in methods):
+            name = _quality_label(quality, methods, qk, label) + (" ↓" if lower else " ↑")
+            points[name] = {m: (quality[m][qk]["mean"], quality[m][qk]["std"], summary[m][detection]["mean"],
+                                summary[m][detection]["std"]) for m in methods}
+    name = {"pixel_ap": "pixel AP", "iap": "IAP", "iap90": "IAP90"}.get(detection, detection)
+    return scatter_figure(points, f"{name} (method alone)") if points else None
+
+
+def _scatter(out: Path, methods: list, summary: dict, quality: dict) -> None:
+    import matplotlib.pyplot as plt
+
+    from .viz import save_figure
+
+    fig = quality_scatter({"summary": summary, "quality": quality}, methods)
+    if fig is not None:
+        save_figure(fig, out / "quality_vs_ap.png")
+        plt.close(fig)
+
+
 def _load_runs(cfg: BenchmarkConfig, out: Path) -> tuple[list[dict], dict]:
+    """The run records, and per method every numeric quality value as mean ± std over seeds (labels such as
+    the networks used are kept as they are)."""
+    from .detect.report import mean_std
+
     runs = [json.loads(_run_file(out, r, s).read_text()) for s in cfg.seeds for r in cfg.run_names()]
     qual = [json.loads(_quality_file(out, m, s).read_text()) for s in cfg.seeds for m in cfg.methods
             if _quality_file(out, m, s).is_file()]
     by_method: dict[str, list[dict]] = {}
     for q in qual:
         by_method.setdefault(q["method"], []).append(q)
-    from .detect.report import mean_std
-
-    quality = {m: {k: mean_std([q[k] for q in qs]) for k in ("kid", "fid")} for m, qs in by_method.items()}
+    quality = {}
+    for m, qs in by_method.items():
+        entry = {}
+        for k in qs[0]:
+            if k in ("method", "seed"):
+                continue
+            values = [q.get(k) for q in qs]
+            if all(isinstance(v, (int, float)) or v is None for v in values):
+                entry[k] = mean_std(values)
+            else:
+                entry[k] = values[0]
+        quality[m] = entry
     return runs, quality
 
 
@@ -429,6 +712,16 @@ def _plots(cfg: BenchmarkConfig, out: Path, cache, splits) -> None:
     plt.close(fig)
 
 
+def _num(v) -> str:
+    return f"{v:+.2f}" if isinstance(v, float) and np.isfinite(v) else "–"
+
+
+def _interval(ci) -> str:
+    if not ci or any(v is None or not np.isfinite(v) for v in ci):
+        return "–"
+    return f"[{ci[0]:+.2f}, {ci[1]:+.2f}]"
+
+
 def _markdown(cfg: BenchmarkConfig, results: dict) -> str:
     from .detect.report import markdown_table
 
@@ -448,10 +741,14 @@ def _markdown(cfg: BenchmarkConfig, results: dict) -> str:
               markdown_table(s, results["quality"], cfg.run_names()), "",
               "`fewshot`: the real support defects only; `<method>`: its synthetic defects only; "
               "`<method>+fewshot`: both. pixel AP, IAP and IAP90 are the metrics that small defects cannot flatter. "
-              f"KID / FID: at most {cfg.quality_images} of the method's synthetic images vs at most as many held-out "
+              f"Quality: at most {cfg.quality_images} of the method's synthetic images vs at most as many held-out "
               "real defect images "
               f"({'every seed' if cfg.quality == 'all' else 'first seed only' if cfg.quality == 'first' else 'not computed'}; "
-              "same value on both rows of a method).", ""]
+              "same value on both rows of a method): KID (Inception; mean of 100 subsets of half the smaller set), "
+              "FID (Inception, at the n shown; biased upward at small n), the domain distance (Fréchet and kernel "
+              "distance of pooled EfficientNet-Lite0 features, the detector's backbone: *not* FID), IC-LPIPS (DFMGAN "
+              f"protocol, clusters around the real support defects, {LPIPS_SIZE} px) and IS; the networks are named in "
+              "the column titles.", ""]
     scorers = [m for m in cfg.methods if scores_itself(m)]
     if scorers:
         lines += [", ".join(f"`{m}`" for m in scorers) + ": feature-space method(s), tested through their own anomaly "
@@ -468,15 +765,34 @@ def _markdown(cfg: BenchmarkConfig, results: dict) -> str:
                       f"{s[best]['pixel_ap']['mean']:.3f} vs {base['pixel_ap']['mean']:.3f} few-shot only "
                       f"({s[best]['pixel_ap']['mean'] - base['pixel_ap']['mean']:+.3f}); IAP90 "
                       f"{s[best]['iap90']['mean']:.3f} vs {base['iap90']['mean']:.3f}.", ""]
+    from .detect.report import region_table
+
+    region = region_table(results["quality"], [m for m in cfg.methods if not scores_itself(m)])
+    if region:
+        lines += ["## Where the defect is: region quality, visibility, TRTS", "", region, "",
+                  "Region metrics: each defect's square window (its box plus half the box's longer side of context on "
+                  "every side, at least 32 px, resized to 128 px), synthetic windows vs the same windows around every "
+                  "held-out real defect (n = windows shown; KID subsets of half the smaller set; region IC-LPIPS "
+                  "clusters around the real windows). Visibility: contrast of the defect against the ring around it "
+                  "(mean and Sobel-energy contrast, each normalised by the ring's spread), median over defects; ratio "
+                  "= synthetic / real; ⚠ = synthetic defects less than half as visible as the real ones. TRTS: a "
+                  "detector trained on the real support defects only, scored on the synthetic masks (empty when not "
+                  "run).", ""]
     lines += ["## Quality vs detection: rank correlation over methods", ""]
     if results["correlation"]:
-        keys = [k for k in results["correlation"][0] if k not in ("quality", "detection", "n_methods")]
-        lines += ["| quality | detection | " + " | ".join(keys) + " |", "|---|---|" + "---|" * len(keys)]
+        lines += ["| quality | detection | Spearman ρ | 95 % interval | Kendall τ | 95 % interval |",
+                  "|---|---|---|---|---|---|"]
         for c in results["correlation"]:
-            cells = [f"{c[k]:.3f}" if isinstance(c[k], float) and np.isfinite(c[k]) else "–" for k in keys]
-            lines.append(f"| {c['quality']} | {c['detection']} | " + " | ".join(cells) + " |")
-        lines += ["", f"Over the {results['correlation'][0]['n_methods']} `method`-alone runs; lower KID/FID is "
-                  "better, so a useful quality metric correlates negatively with AP and IAP90.", ""]
+            lines.append(f"| {c.get('label', c['quality'])} | {c['detection']} | {_num(c['spearman'])} | "
+                         f"{_interval(c.get('spearman_ci'))} | {_num(c['kendall'])} | {_interval(c.get('kendall_ci'))} |")
+        first = results["correlation"][0]
+        how = (f"bootstrap over {first.get('bootstrap')} ({first.get('n_boot')} finite of {BOOTSTRAP_RESAMPLES} "
+               f"resamples, {first.get('n_seeds')} seed(s); pixel AP / IAP of a resample from 1000-bin histograms)"
+               if first.get("bootstrap") else "no bootstrap")
+        lines += ["", f"Over the {first['n_methods']} `method`-alone runs; {how}. Lower KID / FID / domain distance "
+                  "is better, so a quality metric that predicts usefulness correlates *negatively* with AP; "
+                  "IC-LPIPS (diversity) and IS would correlate positively. With a handful of methods an interval "
+                  "that spans 0 means: no evidence either way.", "", "![quality vs pixel AP](quality_vs_ap.png)", ""]
     else:
         lines += ["Needs at least three methods with quality scores.", ""]
     lines += ["## Plots", "", "![PR curves](pr_curves.png)", "", "![detections](detections.png)", "",
@@ -500,7 +816,10 @@ def run_benchmark(data: str | Path | None, category: str, methods: Sequence[str]
     passed to `registry.create`, e.g. {"texture_gan": {"steps": 600}}. `threads`: torch CPU threads for the
     whole run (restored after); 1 is fastest on a machine whose cores other jobs are using."""
     from .detect.detector import torch_threads
+    from .limits import check_int
 
+    if threads is not None:
+        check_int("--threads", threads, low=1)
     with torch_threads(threads):
         return _run_benchmark(data, category, methods, out, format=format, shots=shots, seeds=seeds, size=size,
                               steps=steps, n_synthetic=n_synthetic, quality=quality, detector=detector,
@@ -515,6 +834,7 @@ def _run_benchmark(data, category, methods, out, *, format, shots, seeds, size, 
     from .bench import machine_info
     from .detect.prepare import ImageCache
     from .detect.report import summarize
+    from .fingerprint import data_fingerprint
 
     t0 = time.time()
     cfg = BenchmarkConfig(category=category, methods=list(methods), data=str(Path(data).resolve()) if data else None,
@@ -526,7 +846,7 @@ def _run_benchmark(data, category, methods, out, *, format, shots, seeds, size, 
                           method_params={m: dict(v) for m, v in (method_params or {}).items()}, command=command)
     dataset, splits = _validate(cfg)
     out = Path(out)
-    _prepare_out(out, asdict(cfg), overwrite)
+    _prepare_out(out, asdict(cfg), overwrite, data_fingerprint(dataset, cfg.category, splits))
     cache = ImageCache(cfg.size, keep_aspect=cfg.keep_aspect)
     total = len(cfg.seeds) * len(cfg.run_names())
     bar = progress(total=total, desc="benchmark runs", leave=True) if show_progress else tqdm(total=total, disable=True)
@@ -539,7 +859,7 @@ def _run_benchmark(data, category, methods, out, *, format, shots, seeds, size, 
                "wall_seconds": round(time.time() - t0, 1),
                "compute_seconds": round(sum(r["train_seconds"] + r["test_seconds"] for r in runs), 1),
                "runs": [{k: v for k, v in r.items() if k != "curves"} for r in runs],
-               "summary": summary, "quality": qual, "correlation": _correlations(cfg, summary, qual)}
+               "summary": summary, "quality": qual, "correlation": _correlations(cfg, summary, qual, out)}
     _plots(cfg, out, cache, splits)
     _write_json(out / "results.json", results)  # last: its presence marks a finished benchmark
     atomic_write_bytes(out / "results.md", _markdown(cfg, results).encode())
@@ -556,12 +876,26 @@ def _csv(kind):
     return parse
 
 
+def _at_least(low: int):
+    """argparse type: an integer >= `low` (a bad value is a usage error, not a traceback later)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--data", help="data set folder (not needed with --format embedded)")
     p.add_argument("--format", default="auto", help="auto, mvtec, magnetic_tile, btad, ksdd2, visa or embedded")
     p.add_argument("--category", required=True, help="category to benchmark (magnetic_tile for Magnetic Tile)")
     p.add_argument("--methods", type=_csv(str), default=[], help="comma-separated synthesis methods")
-    p.add_argument("--shots", type=int, default=10, help="real defects per type for training (default 10)")
+    p.add_argument("--shots", type=_at_least(0), default=10, help="real defects per type for training (default 10)")
     p.add_argument("--seeds", type=_csv(int), default=[0, 1, 2], help="comma-separated seeds (default 0,1,2)")
     p.add_argument("--size", type=int, default=256,
                    help="long side of every image; the aspect is kept and the rest zero-padded (default 256)")
@@ -569,13 +903,13 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--detector", choices=DETECTORS, default="destseg",
                    help="destseg: DeSTSeg-style, pretrained EfficientNet-Lite0 teacher (default); unet: compact U-Net from scratch")
     p.add_argument("--no-patchcore", action="store_true", help="leave out the unsupervised PatchCore row")
-    p.add_argument("--steps", type=int, default=400,
+    p.add_argument("--steps", type=_at_least(1), default=400,
                    help="detector training steps per run (destseg: per stage; default 400)")
-    p.add_argument("--n-synthetic", type=int, default=200, help="synthetic defects per method and seed (default 200)")
+    p.add_argument("--n-synthetic", type=_at_least(1), default=200, help="synthetic defects per method and seed (default 200)")
     p.add_argument("--quality", choices=("all", "first", "none"), default="all",
                    help="KID / FID of each method's synthetic defects for all seeds (default), the first only, "
                         "or none (each FID costs an eigen-decomposition of a 2048 x 2048 matrix)")
-    p.add_argument("--quality-images", type=int, default=100,
+    p.add_argument("--quality-images", type=_at_least(2), default=100,
                    help="at most this many real and synthetic images per KID / FID (default 100)")
     p.add_argument("--embedded-counts", type=_csv(int), metavar="TRAIN,GOOD,DEFECT",
                    help="with --format embedded: good training images, good test images and defects per type "
@@ -583,7 +917,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--method-param", action="append", type=_method_param, default=[], metavar="METHOD.NAME=VALUE",
                    help="override one of a method's parameters (repeatable), e.g. texture_gan.steps=600; "
                         "VALUE is read as JSON, else as a string")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's; 1 is best on a busy machine)")
+    p.add_argument("--threads", type=_at_least(1), help="torch CPU threads (default: torch's; 1 is best on a busy machine)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
     return p
@@ -667,10 +1001,8 @@ def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
+    from .cli import run_handler
+
     parser = add_arguments(argparse.ArgumentParser(prog="python -m defectlab.benchmark", description=__doc__,
                                                    formatter_class=argparse.RawDescriptionHelpFormatter))
-    try:
-        sys.exit(main(parser.parse_args()))
-    except DefectlabError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(run_handler(main, parser.parse_args(), prog="python -m defectlab.benchmark"))

@@ -4,7 +4,7 @@ Adding a sub-command: write `add_<name>_parser(subparsers)` that calls `subparse
 declares its arguments and sets `handler=<function(args) -> int>` with `set_defaults`; then list
 it in `SUBCOMMANDS` (always present) or `OPTIONAL_SUBCOMMANDS` (module, function) for modules that
 may not be installed. A handler raises `DefectlabError` for bad input: `main` prints
-`defectlab: error: <message>` and returns 2.
+`defectlab: error: <message>` and returns 2 (also for an `OSError` such as an unwritable folder).
 """
 from __future__ import annotations
 
@@ -84,13 +84,29 @@ def _optional(module: str, function: str) -> Callable | None:
         return None
 
 
+def run_handler(handler: Callable, args, prog: str = "defectlab") -> int:
+    """Call a command's handler; bad input, a file-system refusal (permissions, a full disk) or a request
+    too large for memory ends as one line `<prog>: error: ...` and exit status 2, never a traceback."""
+    try:
+        return int(handler(args) or 0)
+    except DefectlabError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        print(f"{prog}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"{prog}: error: out of memory; lower the sizes or counts asked for", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return int(args.handler(args) or 0)
-    except DefectlabError as exc:
-        print(f"defectlab: error: {exc}", file=sys.stderr)
-        return 2
+    return run_handler(args.handler, args)
 
 
 if __name__ == "__main__":

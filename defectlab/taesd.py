@@ -92,9 +92,13 @@ class TAEDecoder(nn.Sequential):
         self.latent_channels = latent_channels
 
     def forward(self, latents):
+        return self.unclamped(latents).clamp(0, 1)
+
+    def unclamped(self, latents):
+        """The output before the clamp to [0, 1] (AdaBLDM's decoder adaptation takes its loss here)."""
         if latents.ndim != 4 or latents.shape[1] != self.latent_channels:
             raise DefectlabError(f"latents: expected (B, {self.latent_channels}, h, w), got {tuple(latents.shape)}")
-        return super().forward(latents).clamp(0, 1)
+        return super().forward(latents)
 
 
 def _load(module: nn.Module, name: str) -> nn.Module:

@@ -92,3 +92,16 @@ def available(name: str) -> bool:
     except DefectlabError:
         return False
     return True
+
+
+def missing(name: str) -> bool:
+    """True when the file of `name` is simply not on this machine (no weights folder, or no file there).
+    A file that is there but fails its checksum raises the `DefectlabError` of `require`: a corrupt file is
+    never taken for an absent one (so no fallback hides it)."""
+    if name not in REGISTRY:
+        raise DefectlabError(f"unknown weight file {name!r}; known: {', '.join(sorted(REGISTRY))}")
+    base = root()
+    if base is None or not (base / REGISTRY[name].path).is_file():
+        return True
+    require(name)
+    return False

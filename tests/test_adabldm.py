@@ -195,17 +195,31 @@ def test_registered_method_fits_and_generates(monkeypatch, rng):
     dmask = np.zeros((40, 48), bool)
     dmask[12:20, 10:22] = True
     defects = [Sample(rng.random((40, 48, 3), dtype=np.float32), dmask, {"label": "crack", "category": "washer"})]
+    defects.append(Sample(defects[0].image, dmask[::-1].copy(), {"label": "scratch", "category": "washer"}))
     method.fit([good, good[::-1].copy()], defects, np.random.default_rng(0))
-    out = method(good, np.random.default_rng(1))
-    again = method(good, np.random.default_rng(1))
+    out = method(good, np.random.default_rng(1), defect_type="crack")
+    again = method(good, np.random.default_rng(1), defect_type="crack")
     assert out.image.shape == good.shape and out.mask.any() and out.meta["prompt"] == "a washer with a crack"
     assert np.array_equal(out.image, again.image)
     assert np.array_equal(out.image[~out.mask], good[~out.mask])  # resized back: original pixels outside the mask
+    assert any("renoise='next'" in d for d in out.meta["deviations"]) and any("window" in d for d in out.meta["deviations"])
+    # a caller-given mask keeps the caller-given defect type, whatever the seed
+    mine = np.zeros((40, 48), bool)
+    mine[5:9, 30:44] = True
+    for seed in range(4):
+        s = method(good, np.random.default_rng(seed), mask=mine, defect_type="scratch")
+        assert s.meta["defect_type"] == "scratch" and s.meta["prompt"] == "a washer with a scratch"
+        assert np.array_equal(s.mask, mine)
+    with pytest.raises(DefectlabError, match="not learned"):
+        method(good, np.random.default_rng(0), mask=mine, defect_type="hole")
 
 
 def test_generate_cli_writes_samples_and_a_gallery_then_resumes(tmp_path, capsys):
     from defectlab.adabldm.checkpoint import save_checkpoint
+    import json
+
     from defectlab.adabldm.generate import main
+    from defectlab.adabldm.train import load_training_data
     from defectlab.config import quick
     from defectlab.data import read_manifest
 
@@ -221,7 +235,230 @@ def test_generate_cli_writes_samples_and_a_gallery_then_resumes(tmp_path, capsys
                                          for e in entries)
         assert (out / "gallery.png").read_bytes()[:4] == b"\x89PNG"
         first = (out / entries[0]["file"]).stat().st_mtime_ns
-        assert main(args[:-4] + ["--n", "3", "--out", str(out)]) == 0  # resumes: one more, the first two untouched
+        assert main(args[:-4] + ["--n", "3", "--out", str(out), "--by-type", "1"]) == 0  # resumes: one more
         assert len(read_manifest(out)) == 3 and (out / entries[0]["file"]).stat().st_mtime_ns == first
+        rows = json.loads((out / "gallery_by_type.json").read_text())
+        assert sorted(r["type"] for r in rows) == ["contamination", "crack", "scratch"]
+        heldout = load_training_data("embedded", category="washer", shots=1).heldout
+        assert all(r["nearest_heldout"] in heldout and r["nearest_heldout"].split("/")[2] == r["type"] for r in rows)
+        trained = tmp_path / "trained"  # a checkpoint trained on one of this split's held-out images is refused
+        train(AdaBLDMModel(tiny_config(VOCAB), seed=0), _pairs(np.random.default_rng(0), n=2),
+              TrainParams(size=32, steps=1, batch_size=1, pairs=2, unet_lr=1e-3), out=trained, show_progress=False,
+              provenance={"sources": heldout[:1]})
+        assert main(["--checkpoint", str(trained)] + args[2:-1] + [str(tmp_path / "refused")]) == 2
+        assert "held-out" in capsys.readouterr().err
     assert main(["--checkpoint", str(tmp_path / "none"), "--out", str(tmp_path / "x")]) == 2
     assert "no AdaBLDM checkpoint" in capsys.readouterr().err
+
+
+def _stage_run(model, scene, latent_from, pixel_from, iterations=3):
+    trace = []
+    res = _run(model, scene, trace=trace, sampler=replace(model.sampler, latent_edit_from=latent_from,
+                                                          pixel_edit_from=pixel_from),
+               adapt=replace(model.adapt, iterations=iterations))
+    steps = {k: [e["step"] for e in trace if e["stage"] == k] for k in ("latent_edit", "pixel_edit")}
+    return res, steps
+
+
+def test_stage_three_switches_off_and_pictures_are_labelled_by_what_ran(tiny, scene):
+    res, steps = _stage_run(tiny, scene, 1.0, 1.0)  # no editing at all (issue #18: (1, 1) used to pixel-edit)
+    assert steps == {"latent_edit": [], "pixel_edit": []} and list(res.stages) == ["free", "adapted"]
+    res, steps = _stage_run(tiny, scene, 1.0, 1.0, iterations=0)
+    assert list(res.stages) == ["free"] and np.array_equal(res.image, res.stages["free"])
+    res, steps = _stage_run(tiny, scene, 0.5, 1.0)  # stage 3 off: latent editing to the end
+    assert steps == {"latent_edit": list(range(5, 10)), "pixel_edit": []}
+    assert list(res.stages) == ["free", "latent_edit", "adapted"]
+    res, steps = _stage_run(tiny, scene, 0.0, 0.0)  # pixel editing after every step
+    assert steps == {"latent_edit": [], "pixel_edit": list(range(10))} and list(res.stages) == ["pixel_edit", "adapted"]
+    res, steps = _stage_run(tiny, scene, 0.5, 0.9)
+    assert steps == {"latent_edit": [5, 6, 7, 8], "pixel_edit": [8, 9]}
+    assert list(res.stages) == ["free", "latent_edit", "pixel_edit", "adapted"]
+    assert set(res.seconds) == {"sampling", "adaptation"} and res.seconds["sampling"] > 0
+
+
+def test_adaptation_loss_is_taken_before_the_clamp(tiny):
+    from defectlab.adabldm.adapt import adaptation_loss, unclamped
+
+    dec = copy_with_wide_output(tiny.model.autoencoder.decoder)
+    z = torch.randn(1, 4, 2, 2, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        raw, clamped = unclamped(dec, z), dec(z)
+    assert raw.min() < 0 and raw.max() > 1 and torch.equal(clamped, raw.clamp(0, 1))  # the clamp bites here
+    good = torch.full_like(raw, 0.5)
+    mask = torch.zeros_like(raw[:, :1])
+    mask[..., :8, :8] = 1
+    _, losses = adapt_decoder(dec, z, clamped, good, mask, AdaptParams(iterations=1, preservation=100.0))
+    assert losses[0] == pytest.approx(float(adaptation_loss(raw, clamped, good, mask, 100.0)), rel=1e-5)
+    assert losses[0] != pytest.approx(float(adaptation_loss(clamped, clamped, good, mask, 100.0)), rel=1e-3)
+
+
+def copy_with_wide_output(decoder):
+    import copy
+
+    dec = copy.deepcopy(decoder)
+    with torch.no_grad():
+        dec[-1].weight.mul_(300.0)
+    return dec
+
+
+def test_sd_decoder_adaptation_trains_the_decoder_only():
+    from diffusers import AutoencoderKL
+
+    from defectlab.adabldm.autoencoders import _SDDecoder
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        vae = AutoencoderKL(block_out_channels=(8,), down_block_types=("DownEncoderBlock2D",),
+                            up_block_types=("UpDecoderBlock2D",), latent_channels=4, norm_num_groups=4).eval()
+    dec = _SDDecoder(vae)
+    z = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(1))
+    good = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(2))
+    mask = torch.zeros(1, 1, 8, 8)
+    mask[..., 2:5, 2:5] = 1
+    with torch.no_grad():
+        target = dec(z)
+    adapted, losses = adapt_decoder(dec, z, target, good, mask, AdaptParams(iterations=3, lr=1e-2))
+    pqc, old = adapted.post_quant_conv.state_dict(), dec.post_quant_conv.state_dict()
+    assert all(torch.equal(pqc[k], old[k]) for k in old)  # frozen, as the reference code
+    new, before = adapted.decoder.state_dict(), dec.decoder.state_dict()
+    assert not all(torch.equal(new[k], before[k]) for k in before)
+
+
+def test_prompt_suffix_option(tiny, scene):
+    assert tiny.prompt("washer", "scratch") == "a washer with a scratch"  # offline model: no suffix by default
+    res = _run(tiny, scene, sampler=replace(tiny.sampler, prompt_suffix=", black background."))
+    assert res.prompt == "a washer with a scratch, black background."
+    sd_like = AdaBLDM(_with_cfg(tiny.model, pretrained="sd-folder"), tiny.sampler, tiny.adapt)  # the SD path
+    assert sd_like.prompt("washer", "scratch") == "a washer with a scratch, black background."
+    assert sd_like.prompt("washer", "scratch", replace(tiny.sampler, prompt_suffix="")) == "a washer with a scratch"
+
+
+def _with_cfg(model, **changes):
+    import copy
+
+    other = copy.copy(model)  # shares the networks; only the config differs
+    other.cfg = replace(model.cfg, **changes)
+    return other
+
+
+def test_deviations_are_listed_only_where_they_apply():
+    from defectlab.adabldm.params import deviations
+
+    both = deviations(SamplerParams(), AdaptParams())
+    assert len(both) == 2 and "renoise" in both[0] and "window" in both[1]
+    assert deviations(SamplerParams(renoise="current"), AdaptParams(window_margin=None)) == []
+    assert deviations(SamplerParams(pixel_edit_from=1.0), AdaptParams(iterations=0)) == []  # nothing of theirs ran
+
+
+def test_checkpoints_record_their_training_images_and_refuse_heldout_ones(tmp_path, rng):
+    from defectlab.adabldm.checkpoint import refuse_if_trained_on, save_checkpoint, training_sources
+
+    pairs = _pairs(rng, n=4)
+    p = TrainParams(size=32, steps=1, batch_size=2, lr=1e-3, unet_lr=1e-3, pairs=4)
+    seen = ["washer/test/scratch/000", "washer/test/crack/003"]
+    train(_tiny_model(), pairs, p, out=tmp_path / "run", show_progress=False, provenance={"sources": seen})
+    assert training_sources(tmp_path / "run") == seen
+    refuse_if_trained_on(tmp_path / "run", ["washer/test/scratch/001", "washer/test/good/000"])  # fine
+    with pytest.raises(DefectlabError, match="held-out test image.*washer/test/crack/003"):
+        refuse_if_trained_on(tmp_path / "run", ["washer/test/crack/003", "washer/test/scratch/001"])
+    save_checkpoint(tmp_path / "old", _tiny_model(), step=1)  # no record: cannot be vouched for
+    with pytest.raises(DefectlabError, match="records no training images"):
+        refuse_if_trained_on(tmp_path / "old", [])
+
+
+def test_training_data_from_any_open_dataset_layout():
+    from defectlab.adabldm.train import load_training_data
+    from defectlab.config import quick
+    from defectlab.data import build_embedded
+
+    with quick():
+        emb = load_training_data("embedded", category="washer", shots=1)
+        root = build_embedded().root  # the embedded set is an MVTec layout on disk
+        mvtec = load_training_data("mvtec", path=root, category="washer", shots=1)
+        auto = load_training_data("auto", path=root, category="washer", shots=1)
+    assert emb.sources == mvtec.sources == auto.sources and len(emb.sources) == len(emb.defects) > 0
+    assert not set(emb.sources) & set(emb.heldout)
+    with pytest.raises(DefectlabError, match="needs --path"):
+        load_training_data("btad")
+    with pytest.raises(DefectlabError, match="no category"):
+        load_training_data("mvtec", path=root, category="carpet")
+
+
+def test_trained_checkpoint_is_cached_with_its_sha256(tmp_path, monkeypatch):
+    from defectlab.adabldm import cache
+    from defectlab.config import quick
+
+    monkeypatch.setenv(cache.ENV, str(tmp_path / "cache"))
+    recipe = cache.Recipe(shots=1, size=32, steps=1)
+    assert cache.cached_checkpoint(recipe) is None
+    with pytest.raises(DefectlabError, match="make adabldm-weights"):
+        cache.trained_checkpoint(recipe, train=False)
+    with quick():
+        folder = cache.trained_checkpoint(recipe, show_progress=False)
+    assert folder.parent.parent == tmp_path / "cache" and load_model(folder) is not None
+    import defectlab.adabldm.train as train_module
+
+    monkeypatch.setattr(train_module, "train_run", lambda *a, **k: pytest.fail("trained again"))
+    assert cache.trained_checkpoint(recipe) == folder  # reused, not retrained
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-1] + b"x")
+    with pytest.raises(DefectlabError, match="SHA-256"):
+        cache.trained_checkpoint(recipe)
+
+
+def test_defect_window_is_native_resolution_around_the_defect():
+    from defectlab.adabldm.windows import defect_window
+
+    mask = np.zeros((300, 500), bool)
+    mask[100:130, 200:290] = True  # box 30 x 90: side max(128, 180) -> 192
+    rows, cols = defect_window(mask, 128)
+    assert (rows.stop - rows.start, cols.stop - cols.start) == (192, 192)
+    assert rows.start <= 100 and rows.stop >= 130 and cols.start <= 200 and cols.stop >= 290
+    small = np.zeros((300, 500), bool)
+    small[5:9, 490:496] = True  # a small defect at the border: the working size, inside the image
+    rows, cols = defect_window(small, 128)
+    assert (rows.start, rows.stop, cols.start, cols.stop) == (0, 128, 372, 500)
+    narrow = np.zeros((240, 115), bool)  # a Magnetic Tile 115 px wide: the window is cut to 96 (a multiple of 32)
+    narrow[50:60, 40:70] = True
+    rows, cols = defect_window(narrow, 128)
+    assert rows.stop - rows.start == 128 and cols.stop - cols.start == 96
+    starts = {defect_window(mask, 128, np.random.default_rng(k))[1].start for k in range(20)}
+    assert len(starts) > 5  # jittered ...
+    for k in range(20):  # ... with the defect always inside
+        r, c = defect_window(mask, 128, np.random.default_rng(k))
+        assert r.start <= 100 and r.stop >= 130 and c.start <= 200 and c.stop >= 290
+
+
+def test_window_pairs_are_fresh_native_pixels():
+    from defectlab.adabldm.windows import WindowPairs
+
+    good = np.full((160, 200, 3), 0.25, np.float32)
+    dmask = np.zeros((160, 200), bool)
+    dmask[60:70, 80:100] = True
+    defect = Sample(np.full((160, 200, 3), 0.75, np.float32), dmask, {"label": "crack", "category": "tile"})
+    pairs = WindowPairs([good], None, [defect], size=64)
+    draws = [pairs.one(np.random.default_rng(k)) for k in range(4)]
+    for img, tri, prompt in draws:
+        assert img.shape[0] % 32 == 0 and img.shape[1] % 32 == 0 and min(img.shape[:2]) >= 64
+        assert prompt == "a tile with a crack" and (tri == 255).any()
+        inside = tri == 255
+        assert np.all(img[~inside] == 0.25)  # native pixels: nothing resized or blended outside the defect
+        assert np.allclose(img[inside], 0.75, atol=1e-6)
+    assert len({d[1].tobytes() for d in draws}) == 4  # fresh: a new placement each draw
+
+
+def test_windowed_method_pastes_native_pixels_back(monkeypatch, rng):
+    monkeypatch.setenv("DEFECTLAB_QUICK", "1")
+    method = defectlab.create("adabldm", size=32, train=replace(TrainParams(), window=True, batch_size=2))
+    goods = [rng.random((80, 96, 3), dtype=np.float32) for _ in range(2)]
+    dmask = np.zeros((80, 96), bool)
+    dmask[30:40, 20:45] = True
+    defects = [Sample(rng.random((80, 96, 3), dtype=np.float32), dmask, {"label": "crack", "category": "tile"})]
+    method.fit(goods, defects, np.random.default_rng(0))
+    mine = np.zeros((80, 96), bool)
+    mine[50:58, 60:75] = True
+    out = method(goods[0], np.random.default_rng(1), mask=mine)
+    r0, r1, c0, c1 = out.meta["window"]
+    assert (r1 - r0) % 32 == 0 and (c1 - c0) % 32 == 0 and r0 <= 50 and r1 >= 58 and c0 <= 60 and c1 >= 75
+    assert np.array_equal(out.image[~mine], goods[0][~mine]) and not np.array_equal(out.image[mine], goods[0][mine])
+    assert any("native-resolution window" in d for d in out.meta["deviations"])

@@ -231,3 +231,23 @@ def test_paired_runs_start_from_one_initialisation(tiny_root, monkeypatch):
     for run in ("fewshot", "cutpaste+fewshot"):
         benchmark._train_and_test(run, 0, cfg, prep, prep.support, out, False)
     assert len(seen) == 2 and seen[0] == seen[1]
+
+
+def test_a_checkpoint_trained_on_a_test_image_is_refused(tiny_root, monkeypatch):
+    """AdaBLDM with `checkpoint=`: the benchmark refuses a model whose training defects include a held-out image."""
+    from types import SimpleNamespace
+
+    from defectlab import benchmark, registry
+    from defectlab.adabldm import checkpoint
+
+    ds = defectlab.data.open_dataset(tiny_root, "mvtec")
+    prep = prepare_split(few_shot_split(ds, "brick", 1, seed=0), ImageCache(32), show_progress=False)
+    leaked = next(k for k, lab in zip(prep.test_keys, prep.test_labels) if lab != "good")
+    monkeypatch.setattr(checkpoint, "training_sources", lambda folder: [leaked])
+    monkeypatch.setattr(checkpoint, "resolve", lambda folder: folder)
+    fake = SimpleNamespace(params=SimpleNamespace(checkpoint="runs/adabldm"), needs_fit=False)
+    monkeypatch.setattr(registry, "create", lambda name, **kw: fake)
+    with pytest.raises(DefectlabError, match="trained on held-out test image"):
+        benchmark._build_method("adabldm", prep, 0)
+    monkeypatch.setattr(checkpoint, "training_sources", lambda folder: [])
+    assert benchmark._build_method("adabldm", prep, 0) is fake

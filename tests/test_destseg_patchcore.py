@@ -113,3 +113,21 @@ def test_letterbox_keeps_aspect_and_the_eval_frame_undoes_it():
     frame = to_eval_frame(canvas_mask[None].astype(np.float32), [box], 50)[0]
     assert frame.shape == (50, 50) and frame[13:24, 16:44].mean() > 0.9  # rows 10:20 of 40, cols 30:90 of 100
     assert frame[:11].max() == 0 and frame[27:].max() == 0 and frame[:, :13].max() == 0
+
+
+def test_destseg_trains_from_on_the_fly_synthesis(rng):
+    """`synth=`: defects drawn through the SyntheticDefects stream, each knowing its clean good image."""
+    from defectlab.detect.destseg import _draw_pool
+
+    goods = _goods(4, rng)
+
+    def square(good, r, foreground=None):
+        return _bright_square([good], r, 1)[0]
+
+    pool = _draw_pool(square, goods, None, np.random.default_rng(0), 5)
+    assert len(pool) == 5 and all(s.mask.any() for s in pool)
+    for s in pool:  # the clean image is the good image outside the defect
+        assert np.array_equal(s.image[~s.mask], goods[s.meta["good_index"]][~s.mask])
+    det = DeSTSegDetector(**dict(TINY, synth_pool=6)).fit(goods, [], np.random.default_rng(1), synth=square,
+                                                           show_progress=False)
+    assert det.predict(goods[:1])[0].shape == (1, SIZE, SIZE)

@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+import defectlab
 from defectlab import DefectlabError, Sample
 from defectlab.detect import CompactUNet, SegmentationDetector, image_scores, match_channels
 
@@ -113,6 +114,9 @@ def test_errors_are_clear(rng):
         SegmentationDetector(stepz=3)
     with pytest.raises(DefectlabError, match="steps"):
         SegmentationDetector(steps=0)
+    unfitted = defectlab.create("copypaste")
+    with pytest.raises(DefectlabError, match="needs fitting"):
+        SegmentationDetector(steps=1, **TINY).fit(goods, (), np.random.default_rng(0), synth=unfitted, show_progress=False)
     small = Sample(np.zeros((16, 16, 1), np.float32), np.ones((16, 16), bool))
     with pytest.raises(DefectlabError, match=r"defects\[0\].*differs"):
         SegmentationDetector(steps=1, **TINY).fit(goods, [small], np.random.default_rng(0), show_progress=False)

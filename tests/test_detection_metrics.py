@@ -155,3 +155,26 @@ def test_rank_correlation():
     rho, tau, n = rank_correlation(fid, ap)
     assert n == 4 and rho == pytest.approx(-0.8) and tau == pytest.approx(-2 / 3)
     assert np.isnan(rank_correlation({"a": 1, "b": 2}, {"a": 1, "b": 2})[0])
+
+
+@pytest.mark.parametrize("levels", [None, 3, 50])
+@pytest.mark.parametrize("seed", [1, 2])
+def test_curve_corners_give_the_full_curve_values(levels, seed):
+    """`pixel_curve` keeps only the ROC corners (one value sort, binary search for the defect pixels): every
+    metric must equal scikit-learn's / the brute force over all thresholds, with and without ties."""
+    rng = np.random.default_rng(seed)
+    masks, maps = _random_case(rng, n=4, size=16, levels=levels)
+    maps = maps.astype(np.float32)
+    y, s = masks.ravel(), maps.ravel()
+    curve = D.pixel_curve(masks, maps)
+    assert curve.tps[-1] == masks.sum() and curve.fps[-1] == (~masks).sum()
+    assert np.all(np.diff(curve.thresholds) < 0)
+    assert curve.auroc() == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+    assert curve.average_precision() == pytest.approx(average_precision_score(y, s), abs=1e-12)
+    assert D.aupro(masks, maps, curve=curve) == pytest.approx(_brute_aupro(masks, maps), abs=1e-10)
+    ev = D.evaluate(masks, maps)
+    assert ev["aupro"] == pytest.approx(_brute_aupro(masks, maps), abs=1e-10)
+    np.testing.assert_allclose((ev["iap"], ev["iap90"]), _destseg_loop(masks, maps), atol=1e-12)
+    top = np.full_like(maps, 0.5)
+    top[masks] = 0.9  # defect pixels strictly above every good one: no corner before the first, all found at once
+    assert D.pixel_curve(masks, top).auroc() == pytest.approx(1.0)

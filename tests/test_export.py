@@ -306,8 +306,14 @@ def test_existing_output_needs_overwrite(synth, tmp_path):
     with pytest.raises(DefectlabError, match="already exists"):
         export(synth, "coco", out)
     assert (out / "keep.txt").read_text() == "mine"
+    # --overwrite replaces what an export wrote, never a file it did not write (issue #21)
+    with pytest.raises(DefectlabError, match="did not write .e.g. keep.txt"):
+        export(synth, "coco", out, overwrite=True)
+    assert (out / "keep.txt").read_text() == "mine"
+    (out / "keep.txt").unlink()
     export(synth, "coco", out, overwrite=True)
-    assert not (out / "keep.txt").exists() and (out / "annotations/instances_train.json").is_file()
+    export(synth, "yolo-bbox", out, overwrite=True)  # a previous export is replaced whole
+    assert not (out / "annotations").exists() and (out / "data.yaml").is_file()
     assert leftovers(tmp_path) == []
 
 

@@ -54,8 +54,8 @@ def _unbiased_mmd_cubic(x, y):
 def test_kid_matches_numpy_and_caps_subset_size(rng):
     a = rng.normal(size=(40, 16)).astype(np.float32)
     b = rng.normal(0.5, 1.0, size=(40, 16)).astype(np.float32)
-    # subset size capped at 40 = every subset is the whole set (a permutation): one exact value, zero spread
-    out = Q.kernel_inception_distance(a, b, subsets=5)
+    # subset size 40 = every subset is the whole set (a permutation): one exact value, zero spread
+    out = Q.kernel_inception_distance(a, b, subsets=5, subset_size=1000)
     assert out.subset_size == 40 and out.subsets == 5
     assert out.mean == pytest.approx(_unbiased_mmd_cubic(a.astype(np.float64), b.astype(np.float64)), rel=1e-4)
     assert out.std == pytest.approx(0.0, abs=1e-6)
@@ -72,7 +72,7 @@ def test_inception_score_matches_numpy(rng):
     ref = np.exp(np.mean(np.sum(p * (np.log(p) - np.log(p.mean(0, keepdims=True))), axis=1)))
     out = Q.inception_score_from_logits(logits, splits=1)
     assert out.mean == pytest.approx(ref, rel=1e-5) and out.std == 0
-    assert Q.inception_score_from_logits(logits[:3], splits=10).splits == 3  # splits capped at N
+    assert Q.inception_score_from_logits(logits[:7], splits=10).splits == 3  # splits capped: >= 2 images each
 
 
 # ---------------------------------------------------------------- the whole path with a random-init Inception
@@ -108,6 +108,7 @@ def test_random_backbone_whole_path_and_cache(random_inception, tmp_path):
     assert k.mean == pytest.approx(ref, rel=1e-3, abs=1e-6)  # torch-fidelity's kernel is float32
     logits = F.inception_features(fake, "logits_unbiased", weights=random_inception)
     assert logits.shape == (2, 1008)
+    assert Q.inception_score(fake, weights=random_inception, splits=1).network == "IS (Inception)"
     assert Q.inception_score(fake, weights=random_inception, splits=1).mean == pytest.approx(
         Q.inception_score_from_logits(logits, splits=1).mean)
     # on disk: one file per image, named by its content hash
@@ -208,12 +209,12 @@ def test_ic_lpips_anomalydiffusion_protocol(rng, monkeypatch):
 def test_lpips_backbone_missing_names_file_and_checksum(tmp_path, monkeypatch):
     monkeypatch.setenv("DEFECTLAB_LPIPS_BACKBONE", str(tmp_path))
     with pytest.raises(DefectlabError) as err:
-        Q.lpips_model("vgg")
+        Q.lpips_model("vgg", variant="lpips")
     text = str(err.value)
     assert "vgg16-397923af.pth" in text and Q.LPIPS_BACKBONES["vgg"][1] in text and "DEFECTLAB_LPIPS_BACKBONE" in text
     (tmp_path / "vgg16-397923af.pth").write_bytes(b"not weights")
     with pytest.raises(DefectlabError, match="checksum"):
-        Q.lpips_model("vgg")
+        Q.lpips_model("vgg")  # auto: a file there means lpips proper, and a bad one is refused
 
 
 def test_metrics_package_import_is_light():

@@ -1,7 +1,9 @@
 """Online decoder adaptation (paper Sec. III-D): fine-tune a copy of the decoder for one generated image.
 
 Loss = MSE(inside the defect mask, vs the unadapted decoding) + preservation x MSE(outside, vs the good image),
-both means over all pixels as in the reference code. The caller's decoder is never modified.
+both means over all pixels as in the reference code, on the decoder's output *before* its clamp to [0, 1] (a
+clamped pixel would pass no gradient). Only the decoder learns: SD's `post_quant_conv` stays frozen, as in the
+reference code (AdamW over `vae.decoder.parameters()`). The caller's decoder is never modified.
 """
 from __future__ import annotations
 
@@ -28,16 +30,32 @@ def latent_window(latent_mask: np.ndarray, margin: int) -> tuple[int, int, int, 
             max(0, xs.min() - margin), min(w, xs.max() + 1 + margin))
 
 
+def unclamped(decoder: nn.Module, latents: torch.Tensor) -> torch.Tensor:
+    """The decoder's output before its final clamp to [0, 1] (TAEF2, SD and the tiny decoders have `unclamped`)."""
+    raw = getattr(decoder, "unclamped", None)
+    return raw(latents) if callable(raw) else decoder(latents)
+
+
+def trainable_decoder_parameters(decoder: nn.Module) -> list[nn.Parameter]:
+    """The parameters adaptation trains: all but SD's `post_quant_conv` (frozen)."""
+    frozen = getattr(decoder, "post_quant_conv", None)
+    skip = {id(q) for q in frozen.parameters()} if isinstance(frozen, nn.Module) else set()
+    return [q for q in decoder.parameters() if id(q) not in skip]
+
+
 def adapt_decoder(decoder: nn.Module, latents: torch.Tensor, inside_target: torch.Tensor, good: torch.Tensor,
                   mask: torch.Tensor, params: AdaptParams, show_progress: bool = False) -> tuple[nn.Module, list[float]]:
     """A fine-tuned deep copy of `decoder` and the loss at every iteration (before each update)."""
-    adapted = copy.deepcopy(decoder).train().requires_grad_(True)
-    opt = torch.optim.AdamW(adapted.parameters(), lr=params.lr)
+    adapted = copy.deepcopy(decoder).train().requires_grad_(False)
+    trained = trainable_decoder_parameters(adapted)
+    for q in trained:
+        q.requires_grad_(True)
+    opt = torch.optim.AdamW(trained, lr=params.lr)
     losses = []
     steps = range(params.iterations)
     for _ in progress(steps, desc="decoder adaptation", leave=False) if show_progress else steps:
         opt.zero_grad(set_to_none=True)
-        loss = adaptation_loss(adapted(latents), inside_target, good, mask, params.preservation)
+        loss = adaptation_loss(unclamped(adapted, latents), inside_target, good, mask, params.preservation)
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))

@@ -72,27 +72,32 @@ class _SDDecoder(nn.Module):
         self.post_quant_conv, self.decoder, self.scale = vae.post_quant_conv, vae.decoder, float(vae.config.scaling_factor)
 
     def forward(self, latents):
+        return self.unclamped(latents).clamp(0, 1)
+
+    def unclamped(self, latents):
         z = latents / self.scale
         z = self.post_quant_conv(z) if self.post_quant_conv is not None else z
-        return ((self.decoder(z) + 1) / 2).clamp(0, 1)
+        return (self.decoder(z) + 1) / 2
 
 
-def stable_diffusion(path: str, subfolder: str | None = "vae") -> Autoencoder:
-    """SD's `AutoencoderKL.from_pretrained(path)` (hub id or local folder; a hub id needs internet once)."""
+def stable_diffusion(path: str, subfolder: str | None = "vae", revision: str | None = None) -> Autoencoder:
+    """SD's `AutoencoderKL.from_pretrained(path)` (hub id or local folder; a hub id needs internet once;
+    `revision` pins a hub commit or tag)."""
     from diffusers import AutoencoderKL
 
     try:
-        vae = AutoencoderKL.from_pretrained(path, subfolder=subfolder) if subfolder else AutoencoderKL.from_pretrained(path)
+        vae = AutoencoderKL.from_pretrained(path, subfolder=subfolder, revision=revision) if subfolder \
+            else AutoencoderKL.from_pretrained(path, revision=revision)
     except (OSError, ValueError) as exc:
         if subfolder:
-            return stable_diffusion(path, subfolder=None)
+            return stable_diffusion(path, subfolder=None, revision=revision)
         raise DefectlabError(f"{path}: cannot load an AutoencoderKL ({exc})") from exc
     vae = vae.float().eval().requires_grad_(False)
     factor = 2 ** (len(vae.config.block_out_channels) - 1)
     return Autoencoder(_SDEncoder(vae), _SDDecoder(vae), int(vae.config.latent_channels), factor, "sd")
 
 
-def build(kind: str, path: str | None = None, seed: int = 0, channels: int = 4) -> Autoencoder:
+def build(kind: str, path: str | None = None, seed: int = 0, channels: int = 4, revision: str | None = None) -> Autoencoder:
     if kind == "taef2":
         return taef2()
     if kind == "tiny":
@@ -100,5 +105,5 @@ def build(kind: str, path: str | None = None, seed: int = 0, channels: int = 4) 
     if kind == "sd":
         if not path:
             raise DefectlabError("autoencoder 'sd' needs autoencoder_path (an SD hub id or a local folder)")
-        return stable_diffusion(path)
+        return stable_diffusion(path, revision=revision)
     raise DefectlabError(f"unknown autoencoder {kind!r}; use 'taef2', 'tiny' or 'sd'")

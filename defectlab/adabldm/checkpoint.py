@@ -3,14 +3,18 @@ then `<run>/latest` (one line, written atomically) points at the newest one. A c
 previous checkpoint and pointer untouched.
 
 Each folder holds `model.safetensors` (the trainable modules), `config.json` (the `ModelConfig`, so the
-networks can be rebuilt), `state.json` (step, training parameters) and `optimizer.pt`.
+networks can be rebuilt), `state.json` (step, training parameters, and the SHA-256 of each other file) and
+`optimizer.pt`. Loading checks every checksum: a corrupt or edited file is a `DefectlabError` naming it,
+never weights silently loaded. (Checkpoints written before checksums were recorded load with a warning.)
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
 import shutil
+import warnings
 from pathlib import Path
 
 import torch
@@ -38,13 +42,16 @@ def save_checkpoint(run: str | Path, model, step: int, optimizer=None, state: di
     tmp = run / f".step-{step:07d}.part"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    (tmp / MODEL_FILE).write_bytes(save(_state_dict(model.trainable(unet_too))))
-    (tmp / CONFIG_FILE).write_text(json.dumps(model.cfg.to_dict(), indent=1))
-    (tmp / STATE_FILE).write_text(json.dumps(dict(state or {}, step=step, unet_trained=unet_too), indent=1))
+    files = {MODEL_FILE: save(_state_dict(model.trainable(unet_too))),
+             CONFIG_FILE: json.dumps(model.cfg.to_dict(), indent=1).encode()}
     if optimizer is not None:
         buf = io.BytesIO()
         torch.save(optimizer.state_dict(), buf)
-        (tmp / OPTIM_FILE).write_bytes(buf.getvalue())
+        files[OPTIM_FILE] = buf.getvalue()
+    for name, data in files.items():
+        (tmp / name).write_bytes(data)
+    sha = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
+    (tmp / STATE_FILE).write_text(json.dumps(dict(state or {}, step=step, unet_trained=unet_too, sha256=sha), indent=1))
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     atomic_write_bytes(run / LATEST, final.name.encode())
@@ -67,18 +74,53 @@ def resolve(folder: str | Path) -> Path | None:
 
 
 def read_state(folder: Path) -> dict:
-    return json.loads((folder / STATE_FILE).read_text())
+    path = Path(folder) / STATE_FILE
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DefectlabError(f"{path}: unreadable checkpoint state ({exc})") from exc
+    if not isinstance(state, dict) or "step" not in state:
+        raise DefectlabError(f"{path}: not an AdaBLDM checkpoint state (no 'step')")
+    return state
 
 
-def load_weights(model, folder: str | Path) -> dict:
+def verify(folder: str | Path) -> dict:
+    """Check every file of a checkpoint folder against the SHA-256 its state.json records; returns the state."""
+    from ..weights import sha256_of
+
+    folder = Path(folder)
+    state = read_state(folder)
+    recorded = state.get("sha256")
+    if recorded is None:
+        warnings.warn(f"{folder}: checkpoint written before checksums were recorded; its files are not verified",
+                      stacklevel=2)
+        return state
+    for name in (MODEL_FILE, CONFIG_FILE):
+        if name not in recorded:
+            raise DefectlabError(f"{folder / STATE_FILE}: records no checksum for {name}")
+    for name, expected in recorded.items():
+        path = folder / name
+        if not path.is_file():
+            raise DefectlabError(f"{path}: missing from the checkpoint")
+        actual = sha256_of(path)
+        if actual != expected:
+            raise DefectlabError(f"{path}: checksum mismatch (sha256 {actual}, the checkpoint recorded {expected}); "
+                                 "the file is corrupt or was changed after training")
+    return state
+
+
+def load_weights(model, folder: str | Path, *, check: bool = True) -> dict:
     """Load a checkpoint's trainable modules into `model`; returns its state.json."""
     from safetensors.torch import load_file
 
     ckpt = resolve(folder)
     if ckpt is None:
         raise DefectlabError(f"{folder}: no AdaBLDM checkpoint ({MODEL_FILE} or {LATEST}) there")
-    state = read_state(ckpt)
-    tensors = load_file(str(ckpt / MODEL_FILE))
+    state = verify(ckpt) if check else read_state(ckpt)
+    try:
+        tensors = load_file(str(ckpt / MODEL_FILE))
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
+        raise DefectlabError(f"{ckpt / MODEL_FILE}: not a readable safetensors file ({exc})") from exc
     for name, mod in model.trainable(state.get("unet_trained", True)).items():
         part = {k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + ".")}
         try:
@@ -95,13 +137,43 @@ def load_model(folder: str | Path, seed: int = 0):
     ckpt = resolve(folder)
     if ckpt is None:
         raise DefectlabError(f"{folder}: no AdaBLDM checkpoint ({MODEL_FILE} or {LATEST}) there")
-    cfg = ModelConfig.from_dict(json.loads((ckpt / CONFIG_FILE).read_text()))
+    verify(ckpt)
+    try:
+        cfg = ModelConfig.from_dict(json.loads((ckpt / CONFIG_FILE).read_text()))
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise DefectlabError(f"{ckpt / CONFIG_FILE}: not a readable model configuration ({exc})") from exc
     model = AdaBLDMModel(cfg, seed=seed)
-    load_weights(model, ckpt)
+    load_weights(model, ckpt, check=False)  # verified above
     return model.eval()
 
 
 def load_optimizer(optimizer, folder: Path) -> None:
     path = folder / OPTIM_FILE
     if path.is_file():
-        optimizer.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        try:
+            optimizer.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        except (RuntimeError, ValueError, KeyError, EOFError, OSError) as exc:
+            raise DefectlabError(f"{path}: optimizer state unreadable or of another model ({exc})") from exc
+
+
+def training_sources(folder: str | Path) -> list[str]:
+    """Record keys ("category/split/label/name") of the real defects a checkpoint was trained on."""
+    ckpt = resolve(folder)
+    if ckpt is None:
+        raise DefectlabError(f"{folder}: no AdaBLDM checkpoint ({MODEL_FILE} or {LATEST}) there")
+    state = read_state(ckpt)
+    if "sources" not in state:
+        raise DefectlabError(f"{ckpt / STATE_FILE}: records no training images (trained before they were recorded); "
+                             "retrain it to use it where held-out images matter")
+    return list(state["sources"])
+
+
+def refuse_if_trained_on(folder: str | Path, heldout_keys) -> None:
+    """Raise a DefectlabError when the checkpoint's training defects include any of `heldout_keys` (record keys
+    or Records): a benchmark must not test on images its synthesis model learned from."""
+    keys = {getattr(k, "key", k) for k in heldout_keys}
+    seen = sorted(keys.intersection(training_sources(folder)))
+    if seen:
+        more = f" and {len(seen) - 3} more" if len(seen) > 3 else ""
+        raise DefectlabError(f"{resolve(folder)}: trained on held-out test image(s) {', '.join(seen[:3])}{more}; "
+                             "train AdaBLDM on this seed's support set instead")

@@ -8,9 +8,10 @@ import cv2
 import numpy as np
 
 from ..config import quick_mode
+from ..errors import DefectlabError
 from ..registry import register
 from ..sample import Sample, as_image, as_mask
-from .params import AdaptParams, ModelConfig, OFFLINE_TRAIN, SamplerParams, TrainParams, tiny_config
+from .params import AdaptParams, ModelConfig, OFFLINE_TRAIN, SamplerParams, TrainParams, deviations, tiny_config
 
 
 @dataclass
@@ -45,6 +46,7 @@ class AdaBLDMMethod:
         p = build_params(AdaBLDMMethodParams, params, overrides, "adabldm")
         self.params = _quick(p) if quick_mode() else p
         self.fitted = False
+        self.window = self.params.train.window
         self.pipeline = None
         self.real: list[tuple[np.ndarray, str]] = []
         self.object_name = self.params.object_name
@@ -57,6 +59,7 @@ class AdaBLDMMethod:
         from .pipeline import AdaBLDM
         from .prompts import vocabulary_for
         from .train import train
+        from .windows import WindowPairs
 
         p = self.params
         goods = check_goods(goods)
@@ -64,11 +67,20 @@ class AdaBLDMMethod:
         names = [names_of(d, p.object_name or "object") for d in defects]
         self.object_name = p.object_name or names[0][0]
         self.real = [(d.mask, kind) for d, (_, kind) in zip(defects, names)]
+        self.sources = [str(d.meta.get("source", "")) for d in defects if (d.meta or {}).get("source")]
         if p.checkpoint:
+            from .checkpoint import read_state, resolve
+
             model = load_model(p.checkpoint)
+            self.window = bool(read_state(resolve(p.checkpoint)).get("train", {}).get("window", False))
         else:
-            pairs = make_pairs(goods, defects, rng, p.train.pairs, p.size, foregrounds, p.train.rotation,
-                               p.train.scale, object_name=self.object_name)
+            self.window = p.train.window
+            if self.window:
+                pairs = WindowPairs(goods, foregrounds, defects, p.size, p.train.rotation, p.train.scale,
+                                    p.train.hflip, object_name=self.object_name)
+            else:
+                pairs = make_pairs(goods, defects, rng, p.train.pairs, p.size, foregrounds, p.train.rotation,
+                                   p.train.scale, object_name=self.object_name)
             kind = p.autoencoder or "taef2"
             cfg = tiny_config() if kind == "tiny" else ModelConfig(autoencoder=kind)
             cfg.vocabulary = vocabulary_for(pairs.prompts)
@@ -78,7 +90,10 @@ class AdaBLDMMethod:
         self.fitted = True
         return self
 
-    def __call__(self, image, rng: np.random.Generator, *, foreground=None, mask=None) -> Sample:
+    def __call__(self, image, rng: np.random.Generator, *, foreground=None, mask=None,
+                 defect_type: str | None = None) -> Sample:
+        """A defect of `defect_type` (default: a learned type at random) in `mask` (default: a real support
+        mask of that type, turned and moved into the foreground)."""
         from .. import masks
         from ..synth.training import require_fitted
         from .pairs import _resize, _resize_mask
@@ -88,13 +103,19 @@ class AdaBLDMMethod:
         H, W, _ = good.shape
         s = self.params.size
         fg = None if foreground is None else as_mask(foreground, (H, W), "foreground")
-        kind = self.real[int(rng.integers(len(self.real)))][1]
+        kinds = sorted({k for _, k in self.real})
+        if defect_type is not None and defect_type not in kinds:
+            raise DefectlabError(f"defect_type {defect_type!r} was not learned; known: {', '.join(kinds)}")
+        kind = defect_type or self.real[int(rng.integers(len(self.real)))][1]
         if mask is None:
-            src = self.real[int(rng.integers(len(self.real)))]
+            pool = [r for r in self.real if defect_type is None or r[1] == defect_type]
+            src = pool[int(rng.integers(len(pool)))]
             kind = src[1]
             target = np.ones((H, W), bool) if fg is None else fg
             mask, _ = masks.affine_jitter_place(src[0], target, rng, on_fail="clip")
         mask = as_mask(mask, (H, W), "mask")
+        if self.window:
+            return self._in_window(good, mask, fg, rng, kind)
         small_mask = _resize_mask(mask, s)
         if not small_mask.any():  # a defect thinner than a working-size pixel: keep its largest pixel
             small_mask[np.unravel_index(np.argmax(cv2.resize(mask.astype(np.float32), (s, s), interpolation=cv2.INTER_AREA)), (s, s))] = True
@@ -105,6 +126,24 @@ class AdaBLDMMethod:
             big = cv2.resize(out, (W, H), interpolation=cv2.INTER_CUBIC)
             big = np.clip(big[:, :, None] if big.ndim == 2 else big, 0, 1)
             out = np.where(mask[:, :, None], big, good).astype(np.float32)
-        meta = {"method": "adabldm", "prompt": res.prompt, "size": s, "sampler": asdict(self.params.sampler),
-                "adapt": asdict(self.params.adapt)}
-        return Sample(out, mask, meta)
+        return Sample(out, mask, self._meta(res, kind))
+
+    def _meta(self, res, kind: str, window=None) -> dict:
+        p = self.params
+        meta = {"method": "adabldm", "prompt": res.prompt, "defect_type": kind, "size": p.size,
+                "sampler": asdict(p.sampler), "adapt": asdict(p.adapt),
+                "deviations": deviations(p.sampler, p.adapt, self.window)}
+        if window is not None:
+            meta["window"] = [window[0].start, window[0].stop, window[1].start, window[1].stop]
+        return meta
+
+    def _in_window(self, good, mask, fg, rng, kind) -> Sample:
+        """Generate on the native-resolution window around the mask and paste it back through the mask."""
+        from .windows import defect_window
+
+        rows, cols = defect_window(mask, self.params.size)
+        res = self.pipeline.generate(good[rows, cols], mask[rows, cols], None if fg is None else fg[rows, cols],
+                                     rng=rng, object_name=self.object_name, defect_name=kind)
+        out = good.copy()
+        out[rows, cols] = np.where(mask[rows, cols][:, :, None], res.image, good[rows, cols])
+        return Sample(out, mask, self._meta(res, kind, (rows, cols)))

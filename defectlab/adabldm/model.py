@@ -44,7 +44,7 @@ class AdaBLDMModel(nn.Module):
 
         self.cfg = cfg
         self.autoencoder = autoencoders.build(cfg.autoencoder, cfg.autoencoder_path or cfg.pretrained,
-                                              seed=cfg.tiny_seed, channels=cfg.latent_channels)
+                                              seed=cfg.tiny_seed, channels=cfg.latent_channels, revision=cfg.revision)
         if self.autoencoder.channels != cfg.latent_channels:
             raise DefectlabError(f"autoencoder {cfg.autoencoder!r} has {self.autoencoder.channels} latent channels, "
                                  f"the model config says {cfg.latent_channels}")
@@ -52,8 +52,8 @@ class AdaBLDMModel(nn.Module):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             if cfg.pretrained:
-                self.unet = UNet2DConditionModel.from_pretrained(cfg.pretrained, subfolder="unet")
-                self.prompt_encoder = CLIPPromptEncoder(cfg.pretrained)
+                self.unet = UNet2DConditionModel.from_pretrained(cfg.pretrained, subfolder="unet", revision=cfg.revision)
+                self.prompt_encoder = CLIPPromptEncoder(cfg.pretrained, revision=cfg.revision)
             else:
                 self.unet = _offline_unet(cfg)
                 self.prompt_encoder = WordPromptEncoder(cfg.vocabulary, cfg.attention_dim, cfg.max_words)

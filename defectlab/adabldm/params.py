@@ -23,12 +23,27 @@ class SamplerParams:
     # outputs; the last step gives a clean latent). "current" re-noises to the step's own timestep like the
     # reference ddim_hacked.py (the output then keeps a little noise).
     renoise: str = "next"
+    # Appended to the prompt built from object and defect names. None: the paper's ", black background." on the
+    # Stable Diffusion path (reference test.py appends it to every inference prompt), nothing for the offline
+    # model, whose word encoder never saw those words in training.
+    prompt_suffix: str | None = None
 
     def stage_indices(self) -> tuple[int, int]:
         """(first latent-editing step, first step whose input is pixel-edited)."""
         a = int(round(self.latent_edit_from * self.steps))
         b = int(round(self.pixel_edit_from * self.steps))
         return a, b
+
+    def stage_steps(self) -> dict[str, range]:
+        """The steps each stage runs: free and latent editing *before* a step, pixel editing *after* it.
+
+        `pixel_edit_from=1` switches stage 3 off (with 50 steps, 0.98 still pixel-edits the last step's output);
+        `latent_edit_from=1` too switches all editing off."""
+        a, b = self.stage_indices()
+        n = self.steps
+        if self.pixel_edit_from >= 1:
+            return {"free": range(0, a), "latent_edit": range(a, n), "pixel_edit": range(n, n)}
+        return {"free": range(0, a), "latent_edit": range(a, b), "pixel_edit": range(max(b - 1, 0), n)}
 
     def check(self) -> "SamplerParams":
         if self.steps < 1:
@@ -55,6 +70,18 @@ class AdaptParams:
     window_margin: int | None = 1
 
 
+def deviations(sampler: SamplerParams, adapt: AdaptParams, window: bool = False) -> list[str]:
+    """Where these settings depart from the paper's procedure (printed beside results)."""
+    out = ["trained and generated on a native-resolution window around the defect (the paper resizes the whole "
+           "image)"] if window else []
+    if sampler.renoise == "next" and sampler.stage_steps()["pixel_edit"]:
+        out.append("renoise='next' (the reference re-noises a pixel edit to the current step)")
+    if adapt.iterations > 0 and adapt.window_margin is not None:
+        out.append(f"decoder adapted on a window (defect box + {adapt.window_margin} latent cells), "
+                   "good image outside it (the paper adapts on the whole image)")
+    return out
+
+
 @dataclass
 class TrainParams:
     size: int = 128  # image side in pixels (offline CPU recipe); 256 for the GPU recipe (paper: 256)
@@ -69,6 +96,9 @@ class TrainParams:
     hflip: bool = True
     checkpoint_every: int = 250
     seed: int = 0
+    # Ours (issue #18): train on defect-centric windows at native resolution, a fresh pair every item and step
+    # (`windows.WindowPairs`), instead of `pairs` fixed composites squashed to size x size.
+    window: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -77,6 +107,8 @@ class TrainParams:
 # Offline default: trains UNet and trimap branch from scratch on CPU at 128 px in about 10-15 minutes.
 OFFLINE_TRAIN = TrainParams(size=128, steps=1200, batch_size=8, lr=3e-4, unet_lr=3e-4, prompt_dropout=0.1,
                             pairs=256)
+# Real data (issue #18): the offline recipe on native-resolution windows around the defect, fresh pairs each step.
+WINDOW_TRAIN = TrainParams(size=128, steps=1200, batch_size=8, lr=3e-4, unet_lr=3e-4, prompt_dropout=0.1, window=True)
 # GPU recipe with Stable Diffusion weights (paper): 256 px, SD frozen, trimap branch AdamW 1e-5, batch 4.
 GPU_SD_TRAIN = TrainParams(size=256, steps=30000, batch_size=4, lr=1e-5, unet_lr=None, prompt_dropout=0.0,
                            pairs=4096, checkpoint_every=1000)
@@ -89,6 +121,7 @@ class ModelConfig:
     autoencoder: str = "taef2"  # "taef2" (offline default), "tiny" (random, tests) or "sd" (AutoencoderKL)
     autoencoder_path: str | None = None  # hub id or folder for "sd"
     pretrained: str | None = None  # SD hub id / folder: UNet + CLIP text encoder from_pretrained
+    revision: str | None = None  # hub commit hash or tag every from_pretrained is pinned to (None: the hub's latest)
     latent_channels: int = 32
     unet_channels: tuple[int, ...] = (64, 128, 128)
     layers_per_block: int = 1

@@ -9,6 +9,7 @@ Then a copy of the decoder is adapted to this image (see `adapt.py`).
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from .params import AdaptParams, ModelConfig, SamplerParams, tiny_config
 from .prompts import prompt_for
 
 STAGES = ("free", "latent_edit", "pixel_edit", "adapted")
+SD_PROMPT_SUFFIX = ", black background."  # reference test.py appends it to every inference prompt
 
 
 @dataclass
@@ -35,6 +37,7 @@ class AdaBLDMResult:
     trimap: np.ndarray | None = None  # (H, W, 3) in [0, 1]
     latent_mask: np.ndarray | None = None  # bool (h, w): dilated mask on the latent grid
     adapt_losses: list[float] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time of "sampling" and "adaptation"
 
     def sample(self, meta: dict | None = None) -> Sample:
         return Sample(self.image, self.mask, dict(meta or {}, prompt=self.prompt))
@@ -91,6 +94,13 @@ class AdaBLDM:
     def factor(self) -> int:
         return self.model.autoencoder.factor
 
+    def prompt(self, object_name: str, defect_name: str, sampler: SamplerParams | None = None) -> str:
+        """The inference prompt: "a {object} with a {defect}" plus the suffix (`SamplerParams.prompt_suffix`)."""
+        suffix = (sampler or self.sampler).prompt_suffix
+        if suffix is None:
+            suffix = SD_PROMPT_SUFFIX if self.model.cfg.pretrained else ""
+        return prompt_for(object_name, defect_name) + suffix
+
     @torch.no_grad()
     def generate(self, good_image: np.ndarray, defect_mask: np.ndarray, foreground: np.ndarray | None = None, *,
                  rng: np.random.Generator, prompt: str | None = None, object_name: str | None = None,
@@ -99,6 +109,7 @@ class AdaBLDM:
                  show_progress: bool = False) -> AdaBLDMResult:
         """Put a defect of the prompt's kind inside `defect_mask` of `good_image`. Same rng state, same bytes.
 
+        `result.stages` holds a picture for each stage that ran (`SamplerParams.stage_steps`), in order.
         `trace` (a list) receives, per edited step, the tensors the tests check."""
         sp = (sampler or self.sampler).check()
         ap = adapt or self.adapt
@@ -114,9 +125,10 @@ class AdaBLDM:
         if prompt is None:
             if object_name is None or defect_name is None:
                 raise DefectlabError("give a prompt, or object_name and defect_name")
-            prompt = prompt_for(object_name, defect_name)
+            prompt = self.prompt(object_name, defect_name, sp)
         m, ae, dev = self.model, self.model.autoencoder, self.model.device
         gen = torch_generator(rng, "cpu")
+        t_start = time.perf_counter()
 
         def noise(like):
             return torch.randn(like.shape, generator=gen).to(dev)
@@ -132,12 +144,13 @@ class AdaBLDM:
         sched = m.scheduler
         sched.set_timesteps(sp.steps)
         timesteps = list(sched.timesteps)
-        a, b = sp.stage_indices()
+        ran = {name: r for name, r in sp.stage_steps().items() if len(r)}
+        last = {name: r[-1] for name, r in ran.items()}  # a stage's picture: the clean prediction after its last step
         z = noise(z_good)
         stages: dict[str, np.ndarray] = {}
         steps = enumerate(timesteps)
         for i, t in progress(steps, desc="AdaBLDM sampling", total=len(timesteps), leave=False) if show_progress else steps:
-            if a <= i < b:  # stage 2: latent editing before the step
+            if i in ran.get("latent_edit", ()):  # stage 2: latent editing before the step
                 source = sched.add_noise(z_good, noise(z_good), t[None])
                 edited = source * (1 - lmask) + z * lmask
                 if trace is not None:
@@ -147,11 +160,10 @@ class AdaBLDM:
             eps = m.guided_noise(z, t, cond, empty, trimap, sp.guidance)
             out = sched.step(eps, t, z, eta=sp.eta, generator=gen if sp.eta > 0 else None)
             z, z0 = out.prev_sample, out.pred_original_sample
-            if i == a - 1:
-                stages["free"] = _to_image(ae.decode(z0), C)
-            if i == b - 2 or (b - 1 == 0 and i == 0):
-                stages["latent_edit"] = _to_image(ae.decode(z0), C)
-            if i >= b - 1:  # stage 3: pixel editing after the step
+            for name in ("free", "latent_edit"):
+                if last.get(name) == i and i + 1 < len(timesteps):
+                    stages[name] = _to_image(ae.decode(z0), C)
+            if i in ran.get("pixel_edit", ()):  # stage 3: pixel editing after the step
                 decoded = ae.decode(z0)
                 pasted = decoded * pmask + x_good * (1 - pmask)
                 z0_edit = ae.encode(pasted)
@@ -161,11 +173,14 @@ class AdaBLDM:
                     trace.append({"stage": "pixel_edit", "step": i, "decoded": decoded, "pasted": pasted,
                                   "good": x_good, "mask": pmask})
         before = ae.decode(z)
-        stages["pixel_edit" if b - 1 < len(timesteps) else "latent_edit"] = _to_image(before, C)
+        stages[list(ran)[-1]] = _to_image(before, C)  # the last stage that ran ends with the sampler's output
+        t_sampled = time.perf_counter()
         final, losses = decode_adapted(ae.decoder, z, before, x_good, pmask, lmask_np, ap, f, show_progress)
-        stages["adapted"] = _to_image(final, C)
+        if ap.iterations > 0:
+            stages["adapted"] = _to_image(final, C)
+        seconds = {"sampling": t_sampled - t_start, "adaptation": time.perf_counter() - t_sampled}
         tri = trimap[0].permute(1, 2, 0).cpu().numpy()
-        return AdaBLDMResult(stages["adapted"], mask, prompt, stages, tri, lmask_np, losses)
+        return AdaBLDMResult(_to_image(final, C), mask, prompt, stages, tri, lmask_np, losses, seconds)
 
     def with_params(self, sampler: SamplerParams | None = None, adapt: AdaptParams | None = None, **kw) -> "AdaBLDM":
         """A view sharing the networks with other settings, e.g. `with_params(guidance=5.0)`."""

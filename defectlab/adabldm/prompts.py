@@ -51,12 +51,13 @@ class WordPromptEncoder(nn.Module):
 class CLIPPromptEncoder(nn.Module):
     """SD's frozen CLIP text encoder (`from_pretrained(path, subfolder="text_encoder")`)."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, revision: str | None = None):
         super().__init__()
         from transformers import CLIPTextModel, CLIPTokenizer
 
-        self.tokenizer = CLIPTokenizer.from_pretrained(path, subfolder="tokenizer")
-        self.text = CLIPTextModel.from_pretrained(path, subfolder="text_encoder").eval().requires_grad_(False)
+        self.tokenizer = CLIPTokenizer.from_pretrained(path, subfolder="tokenizer", revision=revision)
+        self.text = CLIPTextModel.from_pretrained(path, subfolder="text_encoder",
+                                                  revision=revision).eval().requires_grad_(False)
 
     def forward(self, prompts: list[str]) -> torch.Tensor:
         tok = self.tokenizer(prompts, padding="max_length", max_length=self.tokenizer.model_max_length,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +29,8 @@ from ..progress import progress
 from . import checkpoint
 from .model import AdaBLDMModel
 from .pairs import Pairs
-from .params import GPU_SD_TRAIN, OFFLINE_TRAIN, TrainParams
+from .windows import WindowPairs
+from .params import GPU_SD_TRAIN, OFFLINE_TRAIN, WINDOW_TRAIN, TrainParams
 from .prompts import WordPromptEncoder
 
 
@@ -62,8 +63,26 @@ def encode_pairs(model: AdaBLDMModel, pairs: Pairs, hflip: bool, batch: int = 16
     return torch.cat(latents), trimaps.contiguous(), prompts
 
 
-def train(model: AdaBLDMModel, pairs: Pairs, params: TrainParams, out: str | Path | None = None, resume: bool = True,
-          show_progress: bool = True, log_every: int = 50, time_limit: float | None = None) -> list[float]:
+def _window_loss(model: AdaBLDMModel, denoiser, pairs: WindowPairs, rng, params: TrainParams, n_train: int, dev):
+    """Mean noise-prediction loss over `batch_size` fresh window pairs (windows differ in size: one at a time)."""
+    losses = []
+    for _ in range(params.batch_size):
+        image, tri, prompt = pairs.one(rng)
+        gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        with torch.no_grad():
+            z0 = model.autoencoder.encode(torch.from_numpy(image).permute(2, 0, 1)[None].to(dev))
+        trimap = torch.from_numpy(tri.astype(np.float32) / 255.0)[None, None].expand(-1, 3, -1, -1).to(dev)
+        noise = torch.randn(z0.shape, generator=gen).to(dev)
+        t = torch.randint(0, n_train, (1,), generator=gen).to(dev)
+        prompt = "" if rng.random() < params.prompt_dropout else prompt
+        pred = denoiser(model.scheduler.add_noise(z0, noise, t), t, [prompt], trimap)
+        losses.append(nn.functional.mse_loss(pred.float(), noise))
+    return torch.stack(losses).mean()
+
+
+def train(model: AdaBLDMModel, pairs: Pairs | WindowPairs, params: TrainParams, out: str | Path | None = None, resume: bool = True,
+          show_progress: bool = True, log_every: int = 50, time_limit: float | None = None,
+          provenance: dict | None = None) -> list[float]:
     """Train `model` in place; returns the loss of every step run now. Checkpoints go to `out` (resumable).
 
     Step k's batch, noise and timesteps come from `np.random.default_rng([seed, k, process])`, so a resumed
@@ -87,7 +106,9 @@ def train(model: AdaBLDMModel, pairs: Pairs, params: TrainParams, out: str | Pat
     if ckpt is not None:
         start = checkpoint.load_weights(model, ckpt)["step"]
         checkpoint.load_optimizer(optimizer, ckpt)
-    latents, trimaps, prompts = encode_pairs(model, pairs, params.hflip, show_progress=show_progress)
+    fresh = isinstance(pairs, WindowPairs)  # a new window pair per item and step (else: fixed pairs, encoded once)
+    if not fresh:
+        latents, trimaps, prompts = encode_pairs(model, pairs, params.hflip, show_progress=show_progress)
     denoiser, optimizer = accelerator.prepare(_Denoiser(model), optimizer)
     denoiser.train()
     sched = model.scheduler
@@ -99,16 +120,19 @@ def train(model: AdaBLDMModel, pairs: Pairs, params: TrainParams, out: str | Pat
     bar = progress(steps, desc="AdaBLDM training", initial=start, total=params.steps) if show else steps
     for step in bar:
         rng = np.random.default_rng([params.seed, step, accelerator.process_index])
-        idx = torch.from_numpy(rng.integers(0, len(latents), params.batch_size))
-        gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
-        z0 = latents[idx]
-        noise = torch.randn(z0.shape, generator=gen)
-        t = torch.randint(0, n_train, (len(idx),), generator=gen)
-        zt = sched.add_noise(z0, noise, t)
-        batch_prompts = ["" if rng.random() < params.prompt_dropout else prompts[i] for i in idx.tolist()]
         dev = accelerator.device
-        pred = denoiser(zt.to(dev), t.to(dev), batch_prompts, trimaps[idx].to(dev))
-        loss = nn.functional.mse_loss(pred.float(), noise.to(dev))
+        if fresh:
+            loss = _window_loss(model, denoiser, pairs, rng, params, n_train, dev)
+        else:
+            idx = torch.from_numpy(rng.integers(0, len(latents), params.batch_size))
+            gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+            z0 = latents[idx]
+            noise = torch.randn(z0.shape, generator=gen)
+            t = torch.randint(0, n_train, (len(idx),), generator=gen)
+            zt = sched.add_noise(z0, noise, t)
+            batch_prompts = ["" if rng.random() < params.prompt_dropout else prompts[i] for i in idx.tolist()]
+            pred = denoiser(zt.to(dev), t.to(dev), batch_prompts, trimaps[idx].to(dev))
+            loss = nn.functional.mse_loss(pred.float(), noise.to(dev))
         optimizer.zero_grad(set_to_none=True)
         accelerator.backward(loss)
         optimizer.step()
@@ -117,7 +141,8 @@ def train(model: AdaBLDMModel, pairs: Pairs, params: TrainParams, out: str | Pat
             bar.set_postfix(loss=f"{np.mean(history[-log_every:]):.4f}")
         done = step + 1 == params.steps or (time_limit is not None and time.time() - t0 > time_limit)
         if out is not None and accelerator.is_main_process and ((step + 1) % params.checkpoint_every == 0 or done):
-            checkpoint.save_checkpoint(out, model, step + 1, optimizer, {"train": params.to_dict()}, unet_too)
+            checkpoint.save_checkpoint(out, model, step + 1, optimizer, {"train": params.to_dict(), **(provenance or {})},
+                                       unet_too)
         if done:
             break
     accelerator.wait_for_everyone()
@@ -125,68 +150,162 @@ def train(model: AdaBLDMModel, pairs: Pairs, params: TrainParams, out: str | Pat
     return history
 
 
-def _load_data(args) -> tuple[list, list, list, str]:
-    """(good images, foregrounds, few-shot defect Samples, object name) from defectlab.data."""
-    from ..data import build_embedded, few_shot_split, foreground_for, read_magnetic_tile
+@dataclass
+class TrainingData:
+    """What training (and generation with the same split) reads: goods, foregrounds, real defects, provenance."""
+
+    goods: list  # good training images, full resolution
+    foregrounds: list
+    defects: list  # few-shot real defects as Samples (meta: label, category, source = record key)
+    category: str
+    root: str  # data set folder ("embedded" for the embedded set)
+    heldout: list  # record keys of the held-out defect images (never seen by training)
+    heldout_records: list = field(default_factory=list, repr=False)  # their Records (galleries load them)
+
+    @property
+    def sources(self) -> list[str]:
+        return [d.meta["source"] for d in self.defects]
+
+
+def _shots(text: str):
+    return text if text == "auto" else int(text)
+
+
+def auto_shots(dataset, category: str, cap: int = 10) -> int:
+    """Up to `cap` shots per type, leaving at least one held-out image of the rarest type."""
+    counts = [len(dataset.filter(category=category, label=t)) for t in dataset.filter(category=category).defect_types()]
+    return max(1, min(cap, min(counts) - 1)) if counts else 1
+
+
+def load_training_data(data: str = "embedded", path: str | Path | None = None, category: str | None = None,
+                       shots: int | str = 2, seed: int = 0) -> TrainingData:
+    """The few-shot split of any data set `open_dataset` reads (`data` = "embedded", "auto" or a format name:
+    mvtec, btad, ksdd2, visa, magnetic_tile; MVTec-layout exports read as "mvtec")."""
+    from ..data import FORMATS, build_embedded, few_shot_split, foreground_for, open_dataset
     from ..sample import Sample
 
-    if args.data == "embedded":
-        ds = build_embedded()
-    elif args.data == "magnetic_tile":
-        if not args.path:
-            raise DefectlabError("--data magnetic_tile needs --path to the Magnetic-tile-defect-datasets folder")
-        ds = read_magnetic_tile(args.path)
+    if data == "embedded" and path is None:
+        ds, root = build_embedded(), "embedded"
+    elif data in ("auto", "embedded", *FORMATS):
+        if path is None:
+            raise DefectlabError(f"--data {data} needs --path to the data set folder")
+        ds, root = open_dataset(path, "auto" if data == "embedded" else data), str(path)
     else:
-        raise DefectlabError(f"--data must be 'embedded' or 'magnetic_tile', got {args.data!r}")
-    category = args.category or ds.categories()[0]
-    split = few_shot_split(ds, category, shots=args.shots, seed=args.seed)
+        raise DefectlabError(f"--data must be 'embedded', 'auto' or one of {', '.join(FORMATS)}; got {data!r}")
+    category = category or ds.categories()[0]
+    if category not in ds.categories():
+        raise DefectlabError(f"{root}: no category {category!r}; it has {', '.join(ds.categories())}")
+    split = few_shot_split(ds, category, shots=auto_shots(ds, category) if shots == "auto" else shots, seed=seed)
     goods = [r.image() for r in split.good_train]
     fgs = [foreground_for(r, g) for r, g in zip(split.good_train, goods)]
     defects = [Sample(*r.load(), {"label": r.label, "category": r.category, "source": r.key}) for r in split.support]
-    return goods, fgs, defects, category
+    return TrainingData(goods, fgs, defects, category, root, [r.key for r in split.heldout], list(split.heldout))
 
 
-def main(argv=None) -> int:
+def check_args(args) -> None:
+    """The command line's numbers and the output folder, checked before any data is read or model built."""
+    from ..limits import check_int, check_memory, check_side, image_bytes
+
+    if args.threads is not None:
+        check_int("--threads", args.threads, low=1)
+    if args.shots != "auto":
+        check_int("--shots", args.shots, low=0)
+    if args.size is not None:
+        check_side("--size", args.size, low=32)
+        # the pairs (composite, trimap) held in memory, and a few float activations of the UNet per pixel
+        check_memory(f"--size {args.size}", 256 * image_bytes(args.size) + 512 * args.size * args.size * 4)
+    if getattr(args, "steps", None) is not None:
+        check_int("--steps", args.steps, low=1)
+    if getattr(args, "minutes", None) is not None and not args.minutes > 0:
+        raise DefectlabError(f"--minutes must be > 0, got {args.minutes}")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise DefectlabError(f"{out}: exists and is not a folder")
+
+
+def _load_data(args) -> tuple[list, list, list, str]:
+    """(good images, foregrounds, few-shot defect Samples, object name) for the command-line options."""
+    d = load_training_data(args.data, args.path, args.category, args.shots, args.seed)
+    return d.goods, d.foregrounds, d.defects, d.category
+
+
+def train_run(out: str | Path, data: TrainingData, params: TrainParams = OFFLINE_TRAIN, *, pretrained: str | None = None,
+              revision: str | None = None,
+              minutes: float | None = None, show_progress: bool = True) -> tuple[Path, list[float]]:
+    """Train (or resume) a run folder on `data`'s few-shot support; returns (checkpoint folder, losses of this call).
+
+    The checkpoints record the training images (`state.json`: `sources`, `heldout`, `data`, `category`)."""
     from ..config import quick_mode
     from .pairs import make_pairs
     from .params import ModelConfig
     from .prompts import vocabulary_for
 
+    if params.window:
+        pairs = WindowPairs(data.goods, data.foregrounds, data.defects, params.size, params.rotation, params.scale,
+                            params.hflip)
+    else:
+        pairs = make_pairs(data.goods, data.defects, np.random.default_rng(params.seed),
+                           32 if quick_mode() else params.pairs, params.size, data.foregrounds, params.rotation,
+                           params.scale)
+    existing = checkpoint.resolve(out) if Path(out).exists() else None
+    if existing is not None:
+        model = checkpoint.load_model(existing)
+    elif pretrained:
+        model = AdaBLDMModel(ModelConfig(autoencoder="sd", pretrained=pretrained, latent_channels=4, revision=revision),
+                             seed=params.seed)
+    else:
+        model = AdaBLDMModel(ModelConfig(vocabulary=vocabulary_for(pairs.prompts + [""])), seed=params.seed)
+    provenance = {"data": data.root, "category": data.category, "sources": data.sources, "heldout": data.heldout}
+    history = train(model, pairs, params, out, show_progress=show_progress, provenance=provenance,
+                    time_limit=minutes * 60 if minutes else None)
+    return checkpoint.resolve(out), history
+
+
+def run(args) -> int:
+    from ..config import quick_mode
+
+    check_args(args)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    params = {"offline": OFFLINE_TRAIN, "window": WINDOW_TRAIN, "gpu": GPU_SD_TRAIN}[args.recipe]
+    params = replace(params, seed=args.seed, size=args.size or params.size,
+                     steps=args.steps or (60 if quick_mode() else params.steps))
+    data = load_training_data(args.data, args.path, args.category, args.shots, args.seed)
+    t0 = time.time()
+    ckpt, history = train_run(args.out, data, params, pretrained=args.pretrained, revision=args.revision,
+                              minutes=args.minutes)
+    if history:
+        print(f"{data.category}: {len(history)} steps in {time.time() - t0:.0f} s, loss {np.mean(history[:20]):.4f} -> "
+              f"{np.mean(history[-20:]):.4f}; checkpoint in {ckpt}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m defectlab.adabldm.train", description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", default="embedded", help="'embedded' or 'magnetic_tile'")
-    p.add_argument("--path", help="data set folder (Magnetic Tile)")
+    p.add_argument("--data", default="embedded",
+                   help="'embedded' (default), or with --path: 'auto', mvtec, btad, ksdd2, visa, magnetic_tile")
+    p.add_argument("--path", help="data set folder (any layout open_dataset reads)")
     p.add_argument("--category", help="category to learn (default: the first)")
-    p.add_argument("--shots", type=int, default=2, help="real defects per type given to training")
+    p.add_argument("--shots", type=_shots, default=2,
+                   help="real defects per type given to training, or 'auto': up to 10, one left held out per type")
     p.add_argument("--size", type=int, default=None, help="image side (default: 128 offline, 256 gpu)")
-    p.add_argument("--recipe", choices=["offline", "gpu"], default="offline")
+    p.add_argument("--recipe", choices=["offline", "window", "gpu"], default="offline",
+                   help="offline: whole images at --size; window: native-resolution windows around each defect")
     p.add_argument("--pretrained", help="Stable Diffusion hub id or folder (UNet, CLIP, VAE); only the trimap branch trains")
+    p.add_argument("--revision", help="pin the hub weights of --pretrained to this commit hash or tag")
     p.add_argument("--steps", type=int, help="override the recipe's step count")
     p.add_argument("--minutes", type=float, help="stop (and checkpoint) after this many minutes")
     p.add_argument("--threads", type=int, help="torch CPU threads (1 is fastest on a busy shared machine)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="run folder (checkpoints; re-running resumes)")
-    args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    params = OFFLINE_TRAIN if args.recipe == "offline" else GPU_SD_TRAIN
-    params = replace(params, seed=args.seed, size=args.size or params.size,
-                     steps=args.steps or (60 if quick_mode() else params.steps))
-    goods, fgs, defects, category = _load_data(args)
-    pairs = make_pairs(goods, defects, np.random.default_rng(args.seed), 32 if quick_mode() else params.pairs,
-                       params.size, fgs, params.rotation, params.scale)
-    existing = checkpoint.resolve(args.out) if Path(args.out).exists() else None
-    if existing is not None:
-        model = checkpoint.load_model(existing)
-    elif args.pretrained:
-        model = AdaBLDMModel(ModelConfig(autoencoder="sd", pretrained=args.pretrained, latent_channels=4), seed=args.seed)
-    else:
-        model = AdaBLDMModel(ModelConfig(vocabulary=vocabulary_for(pairs.prompts + [""])), seed=args.seed)
-    t0 = time.time()
-    history = train(model, pairs, params, args.out, time_limit=args.minutes * 60 if args.minutes else None)
-    if history:
-        print(f"{category}: {len(history)} steps in {time.time() - t0:.0f} s, loss {np.mean(history[:20]):.4f} -> "
-              f"{np.mean(history[-20:]):.4f}; checkpoint in {checkpoint.resolve(args.out)}")
-    return 0
+    return p
+
+
+def main(argv=None) -> int:
+    """Bad input ends as one line `error: ...` and exit status 2 (see `defectlab.cli.run_handler`)."""
+    from ..cli import run_handler
+
+    return run_handler(run, build_parser().parse_args(argv), prog="python -m defectlab.adabldm.train")
 
 
 if __name__ == "__main__":

@@ -21,5 +21,14 @@ def foreground_for(record: Record, image=None):
 
 
 __all__ = ["Dataset", "Record", "DatasetWriter", "FewShotSplit", "FORMATS", "build_embedded", "detect_format",
-           "estimate_foreground", "few_shot_split", "foreground_for", "is_object_category", "open_dataset",
+           "Pool", "SyntheticDefects", "SyntheticStream", "synthetic_loader", "estimate_foreground", "few_shot_split", "foreground_for", "is_object_category", "open_dataset",
            "read_btad", "read_ksdd2", "read_magnetic_tile", "read_manifest", "read_mvtec", "read_visa"]
+
+
+def __getattr__(name):
+    """`SyntheticDefects`, `SyntheticStream`, `Pool`, `synthetic_loader` import torch: loaded on first use."""
+    if name in ("SyntheticDefects", "SyntheticStream", "Pool", "synthetic_loader"):
+        from . import synthetic
+
+        return getattr(synthetic, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

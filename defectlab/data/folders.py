@@ -112,10 +112,22 @@ def read_visa(root: str | Path) -> Dataset:
     split_csv = root / "split_csv" / "1cls.csv"
     if split_csv.is_file():
         with open(split_csv, newline="") as fh:
-            for row in csv.DictReader(fh):
+            reader = csv.DictReader(fh)
+            missing = {"object", "split", "label", "image"} - set(reader.fieldnames or [])
+            if missing:
+                raise DefectlabError(f"{split_csv}: missing column(s) {', '.join(sorted(missing))} "
+                                     "(expected object,split,label,image,mask)")
+            for n, row in enumerate(reader, 2):
+                if row["split"] not in ("train", "test") or row["label"] not in ("normal", "anomaly"):
+                    raise DefectlabError(f"{split_csv}: line {n}: split must be train/test and label normal/anomaly, "
+                                         f"got {row['split']!r}, {row['label']!r}")
                 img = root / row["image"]
+                if not img.is_file():
+                    raise DefectlabError(f"{split_csv}: line {n}: image {img} not found")
                 label = "good" if row["label"] == "normal" else "anomaly"
                 mask = root / row["mask"] if row.get("mask") else None
+                if label != "good" and (mask is None or not mask.is_file()):
+                    raise DefectlabError(f"{split_csv}: line {n}: anomaly {img.name} has no mask file ({mask})")
                 records.append(Record(row["object"], row["split"], label, img.stem, img, mask, 0))
     else:
         for cat in _category_dirs(root, "Data"):
@@ -132,9 +144,10 @@ def read_visa(root: str | Path) -> Dataset:
 
 
 def _non_empty(ds: Dataset) -> Dataset:
+    """The data set, refused when it is empty or two records are one image (`Dataset.check_unique`)."""
     if not ds.records:
         raise DefectlabError(f"{ds.root}: no images found for the {ds.format} layout")
-    return ds
+    return ds.check_unique()
 
 
 def detect_format(root: str | Path) -> str:

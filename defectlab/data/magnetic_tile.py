@@ -45,4 +45,4 @@ def read_magnetic_tile(root: str | Path, include_empty_masks: bool = False) -> D
             records.append(Record(CATEGORY, "test", kind, jpg.stem, jpg, mask))
     if not records:
         raise DefectlabError(f"{root}: no images found in the Magnetic Tile layout")
-    return Dataset(root, records, "magnetic_tile")
+    return Dataset(root, records, "magnetic_tile").check_unique()

@@ -1,6 +1,7 @@
 """A data set is a list of records: one image, its mask file (if any), and where it belongs."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -75,6 +76,35 @@ class Dataset:
                 if category in (None, r.category) and split in (None, r.split) and label in (None, r.label)
                 and (defect is None or r.is_defect == defect)]
         return Dataset(self.root, keep, self.format)
+
+    def check_unique(self) -> "Dataset":
+        """Refuse two records with one key (e.g. `a.png` and `a.jpg` in one folder) or one image file
+        reached twice (a listed duplicate, a symbolic link): either could put one image on both sides
+        of a split, or count it twice. Returns the data set."""
+        keys: dict[str, Record] = {}
+        files: dict[str, Record] = {}
+        for r in self.records:
+            if r.key in keys:
+                raise DefectlabError(f"{r.image_path} and {keys[r.key].image_path}: both are record {r.key} "
+                                     "(file names must differ by more than their extension)")
+            keys[r.key] = r
+            real = os.path.realpath(r.image_path)
+            if real in files:
+                raise DefectlabError(f"{r.image_path}: the same image file is reached twice, as {files[real].key} "
+                                     f"and {r.key}")
+            files[real] = r
+        return self
+
+    def check_defect_masks(self, category: str | None = None) -> int:
+        """Read every defect mask (of `category`); a data set whose defect masks are all empty is an error
+        (a mask convention defectlab did not understand), not one without defects. Returns how many are empty."""
+        defects = [r for r in self.records if r.is_defect and category in (None, r.category)]
+        empty = [r for r in defects if not r.mask().any()]
+        if defects and len(empty) == len(defects):
+            where = f"{category} in {self.root}" if category else str(self.root)
+            raise DefectlabError(f"{empty[0].mask_path}: this and all other {len(defects)} defect masks of {where} "
+                                 "are empty; check the mask convention (0/255 or 0/1) and the mask paths")
+        return len(empty)
 
     def summary(self) -> dict[str, dict[str, int]]:
         """{category: {"train/good": n, "test/<label>": n, ...}}"""

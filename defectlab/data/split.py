@@ -56,5 +56,21 @@ def few_shot_split(dataset: Dataset, category: str, shots: int, seed: int = 0,
     if not good_train:
         raise DefectlabError(f"{dataset.root}: {category} has no good training images")
     split = FewShotSplit(support, heldout, good_train, good_test)
-    assert not {r.image_path for r in split.support} & {r.image_path for r in split.test_records()}
+    check_disjoint(split, dataset.root)
     return split
+
+
+def check_disjoint(split: FewShotSplit, root=None) -> None:
+    """Every image (compared by key and by the real path of the file that is loaded) in one part of the
+    split, once. A real check, not an `assert` (which `python -O` removes)."""
+    import os
+
+    seen: dict[str, str] = {}
+    for part in ("support", "heldout", "good_train", "good_test"):
+        for r in getattr(split, part):
+            for ident in (r.key, os.path.realpath(r.image_path)):
+                if ident in seen:
+                    where = f"both the {seen[ident]} and the {part}" if seen[ident] != part else f"the {part} twice in"
+                    raise DefectlabError(f"{r.image_path}: would be in {where} part of the split of {root} "
+                                         "(the same image reached twice in the data set?)")
+                seen[ident] = part

@@ -51,6 +51,8 @@ class DatasetWriter:
                     if n == len(lines):  # a line torn by a crash mid-append: its files get rewritten
                         continue
                     raise DefectlabError(f"{manifest}: line {n} is not valid JSON")
+                if not isinstance(entry, dict) or "key" not in entry:
+                    raise DefectlabError(f"{manifest}: line {n} is not a manifest entry (no 'key')")
                 self.entries[entry["key"]] = entry
         self._rewrite_manifest_if_torn()
 
@@ -131,8 +133,19 @@ def read_manifest(root: str | os.PathLike) -> list[dict]:
     path = Path(root) / MANIFEST
     if not path.is_file():
         raise DefectlabError(f"{path}: manifest not found")
+    entries = []
     with open(path) as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DefectlabError(f"{path}: line {n} is not valid JSON ({exc.msg})") from exc
+            if not isinstance(entry, dict) or "key" not in entry:
+                raise DefectlabError(f"{path}: line {n} is not a manifest entry (no 'key')")
+            entries.append(entry)
+    return entries
 
 
 def _jsonable(obj):

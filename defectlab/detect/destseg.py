@@ -476,12 +476,14 @@ def _sized(image: np.ndarray, shape, what: str) -> np.ndarray:
 
 
 def _draw_pool(synth, goods, foregrounds, rng, n: int) -> list[Sample]:
+    """`n` defects drawn through `defectlab.data.SyntheticDefects` (the same stream any torch training
+    loop gets), each remembering its good image (the student's clean target)."""
+    from ..data.synthetic import SyntheticDefects
+
+    data = SyntheticDefects(list(goods), [synth], p_good=0.0, seed=int(rng.integers(2**63 - 1)), length=n,
+                            channels=goods[0].shape[2], foregrounds=foregrounds)
     pool = []
-    for _ in range(n):
-        j = int(rng.integers(len(goods)))
-        s = synth(goods[j], rng, foreground=None if foregrounds is None else foregrounds[j])
-        if np.asarray(s.mask, bool).any():
-            pool.append(Sample(np.asarray(s.image, np.float32), np.asarray(s.mask, bool), {**s.meta, "good_index": j}))
-    if not pool:
-        raise DefectlabError("fit: the synthesis method produced no defect")
+    for i in range(n):
+        image, mask, _, meta = data.item(i, good=None)
+        pool.append(Sample(image.numpy().transpose(1, 2, 0), mask.numpy() > 0.5, {"good_index": int(meta["good"])}))
     return pool

@@ -36,6 +36,7 @@ class DetectorParams:
     predict_batch: int = 16
     device: str | None = None  # None: CUDA when available, else CPU
     num_threads: int | None = None  # torch CPU threads while fitting/predicting (restored after); None: torch's own
+    loader_workers: int = 0  # DataLoader worker processes making the training batches (0: this process); same bytes either way
 
 
 @contextmanager
@@ -74,6 +75,8 @@ class SegmentationDetector:
             self.params = DetectorParams(**{**asdict(self.params), **overrides})
         if self.params.steps < 1 or self.params.batch_size < 1:
             raise DefectlabError(f"detector steps and batch_size must be >= 1, got {self.params.steps}, {self.params.batch_size}")
+        if self.params.loader_workers < 0:
+            raise DefectlabError(f"detector loader_workers must be >= 0, got {self.params.loader_workers}")
         self.net = None
         self.channels: int | None = None
         self.losses: list[float] = []
@@ -116,21 +119,45 @@ class SegmentationDetector:
             self._train(rng, init_rng, good_arr, pool_img, pool_mask, synth, foregrounds, show_progress, desc)
         return self
 
+    def training_data(self, rng, good_arr, pool_img, pool_mask, synth, foregrounds):
+        """The training stream as a `defectlab.data.SyntheticDefects`: a good image with probability
+        1 - defect_fraction, else a defect made on the fly by `synth` (share `synth_share` when there is a
+        pool too) or drawn from the pool. One item per image of every step, so workers start once."""
+        from ..data.synthetic import Pool, SyntheticDefects
+
+        p = self.params
+        if getattr(synth, "needs_fit", False) and not getattr(synth, "fitted", False):
+            raise DefectlabError(f"fit: the synthesis method {type(synth).__name__} needs fitting first "
+                                 "(method.fit(goods, defects, rng))")
+        methods, weights = [], []
+        if synth is not None:
+            methods.append(synth)
+            weights.append(p.synth_share if pool_img is not None else 1.0)
+        if pool_img is not None:
+            methods.append(Pool([Sample(im, m) for im, m in zip(pool_img, pool_mask)]))
+            weights.append(1.0 - p.synth_share if synth is not None else 1.0)
+        return SyntheticDefects(list(good_arr), methods, weights=weights, p_good=1.0 - p.defect_fraction,
+                                seed=int(rng.integers(2**63 - 1)), length=p.steps * p.batch_size,
+                                channels=self.channels, foregrounds=foregrounds)
+
     def _train(self, rng, init_rng, good_arr, pool_img, pool_mask, synth, foregrounds, show_progress, desc) -> None:
         import torch
         from torchvision.ops import sigmoid_focal_loss
 
+        from ..data.synthetic import synthetic_loader
+
         p = self.params
         torch_rng = torch_generator(init_rng or rng)
+        data = self.training_data(rng, good_arr, pool_img, pool_mask, synth, foregrounds)
+        batches = iter(synthetic_loader(data, p.batch_size, rng, workers=p.loader_workers))
         self.net = CompactUNet(self.channels, p.base_channels, p.depth).init_weights(torch_rng).to(self.device)
         opt = torch.optim.Adam(self.net.parameters(), lr=p.lr)
         self.net.train()
         self.losses = []
         bar = progress(range(p.steps), desc=desc) if show_progress else tqdm(range(p.steps), disable=True)
         for _ in bar:
-            x, y = self._batch(rng, good_arr, pool_img, pool_mask, synth, foregrounds)
-            x = torch.from_numpy(x).permute(0, 3, 1, 2).to(self.device)
-            y = torch.from_numpy(y).to(self.device)
+            x, y, _label, _meta = next(batches)
+            x, y = x.to(self.device), y.to(self.device)
             loss = sigmoid_focal_loss(self.net(x), y, alpha=p.focal_alpha, gamma=p.focal_gamma, reduction="mean")
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -139,27 +166,6 @@ class SegmentationDetector:
             if len(self.losses) % 10 == 0:
                 bar.set_postfix(loss=f"{np.mean(self.losses[-10:]):.4f}")
         self.net.eval()
-
-    def _batch(self, rng, good_arr, pool_img, pool_mask, synth, foregrounds):
-        p = self.params
-        h, w = good_arr.shape[1:3]
-        xs = np.empty((p.batch_size, h, w, self.channels), np.float32)
-        ys = np.zeros((p.batch_size, h, w), np.float32)
-        for b in range(p.batch_size):
-            if rng.random() >= p.defect_fraction:
-                xs[b] = good_arr[rng.integers(len(good_arr))]
-                continue
-            on_the_fly = synth is not None and (pool_img is None or rng.random() < p.synth_share)
-            if on_the_fly:
-                i = int(rng.integers(len(good_arr)))
-                fg = None if foregrounds is None else foregrounds[i]
-                s = synth(good_arr[i], rng, foreground=fg)
-                xs[b] = match_channels(as_image(s.image, "synthetic image"), self.channels)
-                ys[b] = as_mask(s.mask, (h, w), "synthetic mask")
-            else:
-                j = rng.integers(len(pool_img))
-                xs[b], ys[b] = pool_img[j], pool_mask[j]
-        return xs, ys
 
     @staticmethod
     def _sized(image: np.ndarray, shape, what: str) -> np.ndarray:

@@ -135,6 +135,7 @@ class PreparedSplit:
     meta: dict = field(default_factory=dict)
     test_boxes: list[Box] = field(default_factory=list)  # image part of each test canvas
     size: int = 0
+    test_canvas_masks: list[np.ndarray] = field(default_factory=list)  # masks aligned with test_images (canvases)
 
     @property
     def heldout_images(self) -> list[np.ndarray]:
@@ -166,7 +167,7 @@ def prepare_split(split: FewShotSplit, cache: ImageCache, show_progress: bool = 
                          [r.key for r in test], [r.label for r in test],
                          {"good_train": len(goods), "support": len(support), "good_test": len(split.good_test),
                           "heldout": len(split.heldout), "keep_aspect": cache.keep_aspect},
-                         [cache.box(r) for r in test], cache.size)
+                         [cache.box(r) for r in test], cache.size, [m for _, m in loaded])
 
 
 def synthesize_pool(method, prepared: PreparedSplit, n: int, seed: int, name: str, tries: int = 5,

@@ -8,7 +8,9 @@ import numpy as np
 # (key in the metrics dict, column title) of the results table
 TABLE_METRICS = (("image_auroc", "image AUROC"), ("pixel_auroc", "pixel AUROC"), ("pixel_ap", "pixel AP"),
                  ("iap", "IAP"), ("iap90", "IAP90"), ("aupro", "AUPRO"))
-QUALITY_METRICS = (("kid", "KID ↓"), ("fid", "FID ↓"))
+# (key in the quality dict, column title, digits); titles name the network when the quality entry does
+QUALITY_METRICS = (("kid", "KID ↓", 4), ("fid", "FID ↓", 1), ("domain_frechet", "domain Fréchet ↓", 2),
+                   ("domain_kernel", "domain KD ↓", 3), ("ic_lpips", "IC-LPIPS ↑", 3), ("isc", "IS", 2))
 
 
 def mean_std(values: Sequence[float]) -> dict:
@@ -34,9 +36,24 @@ def fmt(stat: dict | None, digits: int = 3) -> str:
     return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
 
 
+def _quality_title(key: str, title: str, quality: dict) -> str:
+    """Column title with the network and n from the first quality entry that names them."""
+    for q in quality.values():
+        if key == "ic_lpips" and isinstance(q.get("ic_lpips_network"), str):
+            return f"IC-LPIPS ({q['ic_lpips_network']}) ↑"
+        if key == "isc" and isinstance(q.get("isc_network"), str):
+            return q["isc_network"]
+        if key == "fid" and isinstance(q.get("n_fake"), dict) and q["n_fake"].get("mean"):
+            return f"FID ↓ (n {q['n_real']['mean']:.0f}/{q['n_fake']['mean']:.0f})"
+    return title
+
+
 def markdown_table(summary: dict, quality: dict, order: Sequence[str]) -> str:
-    """One row per run name in `order`: detection metrics, then the quality of its synthetic defects."""
-    head = ["run"] + [t for _, t in TABLE_METRICS] + [t for _, t in QUALITY_METRICS]
+    """One row per run name in `order`: detection metrics, then the quality of its synthetic defects
+    (only the quality columns some method has)."""
+    cols = [(k, _quality_title(k, t, quality), d) for k, t, d in QUALITY_METRICS
+            if any(k in q for q in quality.values())] or [(k, t, d) for k, t, d in QUALITY_METRICS[:2]]
+    head = ["run"] + [t for _, t in TABLE_METRICS] + [t for _, t, _ in cols]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name in order:
         if name not in summary:
@@ -44,8 +61,41 @@ def markdown_table(summary: dict, quality: dict, order: Sequence[str]) -> str:
         method = name.split("+")[0]
         q = quality.get(method, {}) if name != "fewshot" else {}
         cells = [f"`{name}`"] + [fmt(summary[name].get(k)) for k, _ in TABLE_METRICS]
-        cells += [fmt(q.get("kid"), 4), fmt(q.get("fid"), 1)]
+        cells += [fmt(q.get(k) if isinstance(q.get(k), dict) else None, d) for k, _, d in cols]
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# quality on windows around the defects, visibility and TRTS (issue 23): (key, column title, digits)
+REGION_METRICS = (("region_n_fake", "windows (synthetic / real)", 0), ("region_kid", "region KID ↓", 4),
+                  ("region_fid", "region FID ↓", 1), ("region_domain_frechet", "region domain Fréchet ↓", 2),
+                  ("region_ic_lpips", "region IC-LPIPS ↑", 3), ("visibility_fake", "visibility (synthetic)", 2),
+                  ("visibility_ratio", "visibility ratio to real", 2), ("trts_pixel_ap", "TRTS pixel AP", 3),
+                  ("trts_aupro", "TRTS AUPRO", 3))
+
+
+def region_table(quality: dict, methods: Sequence[str], flag_ratio: float = 0.5) -> str:
+    """One row per method: the REGION_METRICS it has (mean ± std over seeds); a method whose synthetic defects
+    are far less visible than the real ones (ratio below `flag_ratio`) is marked ⚠."""
+    cols = [c for c in REGION_METRICS if any(c[0] in quality.get(m, {}) for m in methods)]
+    if not cols:
+        return ""
+    lines = ["| method | " + " | ".join(t for _, t, _ in cols) + " |", "|---|" + "---|" * len(cols)]
+    for m in methods:
+        q = quality.get(m)
+        if not q:
+            continue
+        cells = []
+        for k, _, d in cols:
+            if k == "region_n_fake":
+                n_real = q.get("region_n_real")
+                cells.append(f"{q[k]['mean']:.0f} / {n_real['mean']:.0f}" if isinstance(q.get(k), dict)
+                             and isinstance(n_real, dict) and q[k].get("mean") is not None else "–")
+            else:
+                cells.append(fmt(q.get(k) if isinstance(q.get(k), dict) else None, d))
+        ratio = q.get("visibility_ratio")
+        flagged = isinstance(ratio, dict) and ratio.get("mean") is not None and ratio["mean"] < flag_ratio
+        lines.append(f"| `{m}`{' ⚠' if flagged else ''} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -51,6 +51,9 @@ def label_instances(mask: np.ndarray, merge_distance: int = 0) -> tuple[np.ndarr
         raise DefectlabError(f"merge_distance must be a non-negative integer, got {merge_distance!r}")
     if k == 0:
         return ndimage.label(mask, EIGHT_CONNECTED)
+    # no two pixels of the image are further apart than its longer side: a larger k merges the same
+    # components, and clamping keeps the dilation kernel (k+1)^2 bytes from exhausting memory
+    k = min(k, max(mask.shape))
     import cv2
 
     # A (k+1)-square anchored at its corner grows each component by k pixels up and left; two grown

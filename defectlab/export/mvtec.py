@@ -27,6 +27,7 @@ def write_mvtec(source: Source, stage: Path, opts: ExportOptions) -> dict:
             raise DefectlabError(f"{source.root}: {r.key} and {taken[key]} would both be written as {key}")
         taken[key] = r.key
         rel_img = f"{key}{r.image_path.suffix.lower()}"
+        item.size()  # decode and check every image once: a truncated file is an error, not a byte copy
         copy_file(r.image_path, stage / rel_img)
         sha = {"image": sha256_file(stage / rel_img)}
         if item.provenance is not None and item.provenance.get("sha256", {}).get("image") not in (None, sha["image"]):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ class Item:
         return self.record.is_defect
 
     def size(self) -> tuple[int, int]:
-        """(H, W) from the image header, without decoding the pixels."""
+        """(H, W), after decoding the whole image once (a truncated file fails here, not in training)."""
         return image_size(self.record.image_path)
 
     def mask(self) -> np.ndarray:
@@ -93,14 +94,19 @@ def _class_name(record: Record, entry: dict | None, class_from: str, root: Path)
 
 
 def image_size(path: Path) -> tuple[int, int]:
-    from PIL import Image, UnidentifiedImageError
-
+    """(H, W) of an image, decoded in full and checked like `imageio.read_image` (once per file version)."""
     try:
-        with Image.open(path) as img:
-            w, h = img.size
-    except (FileNotFoundError, UnidentifiedImageError, OSError) as exc:
-        raise DefectlabError(f"{path}: not a readable image ({exc})") from exc
-    return h, w
+        st = Path(path).stat()
+    except OSError as exc:
+        raise DefectlabError(f"{path}: not a readable image ({exc.strerror or exc})") from exc
+    return _decoded_size(str(path), st.st_size, st.st_mtime_ns)
+
+
+@lru_cache(maxsize=4096)
+def _decoded_size(path: str, size: int, mtime_ns: int) -> tuple[int, int]:
+    from ..imageio import image_size as decoded
+
+    return decoded(path)
 
 
 def provenance_fields(item: Item) -> dict:

@@ -1,4 +1,5 @@
-"""Metrics: `detection` (AUROC, AP, AUPRO, IAP), `quality` (FID, KID, IS, IC-LPIPS), `correlation`.
+"""Metrics: `detection` (AUROC, AP, AUPRO, IAP), `quality` (one call: FID, KID, IS, IC-LPIPS, domain distance;
+per metric: `isc`, `iclpips`, `domain`), `region` (on defect windows), `visibility`, `trts`, `correlation`.
 
 Submodules load on first use, so importing `defectlab.metrics` pulls in neither torch-fidelity nor lpips.
 """
@@ -6,7 +7,8 @@ from __future__ import annotations
 
 import importlib
 
-_SUBMODULES = ("correlation", "detection", "features", "quality")
+_SUBMODULES = ("correlation", "detection", "domain", "features", "iclpips", "isc", "quality", "region", "trts",
+               "visibility")
 
 
 def __getattr__(name: str):

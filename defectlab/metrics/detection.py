@@ -5,7 +5,9 @@ Pixel level: AUROC, AP, F1-max over every pixel of every image; AUPRO up to a fa
 (Bergmann et al., "The MVTec AD dataset", IJCV 2021, Sec. 4.2); IAP and IAP90 (Zhang et al., DeSTSeg,
 CVPR 2023, Sec. 4.1): every connected component of the ground truth is an instance.
 
-All pixel metrics share one sort of the pixel scores, so 100 maps of 256x256 take about a second on a CPU.
+All pixel metrics share one sort of the pixel scores (values only; the few defect pixels find their place by
+binary search), so `evaluate` on 100 maps of 256x256 takes about a second on one core
+(`benchmarks/metrics_speed.py`).
 Image-level metrics use scikit-learn directly; the pixel curve is checked against scikit-learn in the tests.
 """
 from __future__ import annotations
@@ -108,9 +110,10 @@ def _f1(p: np.ndarray, r: np.ndarray) -> np.ndarray:
 
 @dataclass
 class PixelCurve:
-    """Cumulative counts at every distinct pixel score, highest score first (one sort of all pixels).
+    """Cumulative counts at the corners of the pixel ROC curve, highest score first (one sort of all pixels).
 
-    thresholds[i]: a score; tps[i] / fps[i]: defect / good pixels scoring >= thresholds[i].
+    thresholds[i]: a score; tps[i] / fps[i]: defect / good pixels scoring >= thresholds[i]. Distinct scores on a
+    flat stretch of the curve (no defect pixel at them or just below) are left out: see `pixel_curve`.
     """
 
     thresholds: np.ndarray
@@ -118,8 +121,8 @@ class PixelCurve:
     fps: np.ndarray
     n_pos: int
     n_neg: int
-    order: np.ndarray  # pixel indices sorted by descending score (reused by AUPRO)
-    last: np.ndarray   # index into `order` of the last pixel of each distinct threshold
+    ascending: np.ndarray  # every pixel score, sorted ascending (reused by IAP)
+    pos_group: np.ndarray  # for each defect pixel (in `masks` order): index of its threshold (reused by AUPRO)
 
     def auroc(self) -> float:
         if self.n_pos == 0 or self.n_neg == 0:
@@ -145,18 +148,47 @@ class PixelCurve:
             return float("nan")
         return float(_f1(*self.precision_recall()).max())
 
+    def cumulative(self, pos_weights: np.ndarray) -> np.ndarray:
+        """At each threshold, the sum of `pos_weights` (one per defect pixel) over defect pixels scoring >= it."""
+        return np.cumsum(np.bincount(self.pos_group, weights=pos_weights, minlength=self.thresholds.size))
+
 
 def pixel_curve(masks, maps) -> PixelCurve:
-    """Sort every pixel once and count defect / good pixels above each distinct score."""
+    """Sort every pixel score once (values only, no argsort) and find the corners of the ROC curve.
+
+    The defect pixels, a small minority, find their place in the sorted scores by binary search. Corners: each
+    score that has defect pixels, and the score just above it (the last threshold before those pixels count).
+    Between corners the ROC / PRO curves run flat and precision only falls, so AUROC, AP, F1-max and AUPRO equal
+    their values over every distinct score.
+    """
     y, s = _checked(masks, maps)
-    y, s = y.ravel(), s.ravel()
-    order = np.argsort(s)[::-1]  # descending; ties are merged below, so stability does not matter
-    s_sorted = s[order]
-    last = np.flatnonzero(np.diff(s_sorted) != 0)
-    last = np.concatenate([last, [s.size - 1]])
-    tps = np.cumsum(y[order], dtype=np.int64)[last]
-    fps = last + 1 - tps
-    return PixelCurve(s_sorted[last], tps, fps, int(y.sum()), int(y.size - y.sum()), order, last)
+    flat = s.ravel()
+    n = flat.size
+    asc = np.sort(flat)
+    pos = flat[y.ravel()]
+    lo = np.searchsorted(asc, pos, side="left")  # first sorted index of each defect pixel's score
+    starts, inverse, counts = np.unique(lo, return_inverse=True, return_counts=True)
+    starts, counts = starts[::-1], counts[::-1]  # highest score first
+    k = starts.size
+    tps_at = np.cumsum(counts)
+    above = np.searchsorted(asc, asc[starts], side="right")  # first index of the next higher score
+    prev_ge = np.concatenate([[n], starts[:-1]])  # pixels >= the previous defect score, as an index
+    before = above < prev_ge  # good pixels lie between this defect score and the previous one: a corner
+    final = k == 0 or starts[-1] > 0  # pixels below the lowest defect score
+    where = np.arange(k) + np.cumsum(before)  # position of each defect score's corner
+    size = k + int(before.sum()) + int(final)
+    thresholds = np.empty(size, asc.dtype)
+    tps = np.empty(size, np.int64)
+    ge = np.empty(size, np.int64)  # pixels >= threshold
+    thresholds[where], tps[where], ge[where] = asc[starts], tps_at, n - starts
+    b = where[before] - 1
+    thresholds[b] = asc[above[before]]
+    tps[b] = np.concatenate([[0], tps_at[:-1]])[before]
+    ge[b] = n - above[before]
+    if final:
+        thresholds[-1], tps[-1], ge[-1] = asc[0], pos.size, n
+    pos_group = where[k - 1 - inverse.ravel()]
+    return PixelCurve(thresholds, tps, ge - tps, int(pos.size), int(n - pos.size), asc, pos_group)
 
 
 def pixel_auroc(masks, maps) -> float:
@@ -193,31 +225,29 @@ def _trapezoid_to(x: np.ndarray, y: np.ndarray, x_max: float) -> float:
     return float(np.trapezoid(ys, xs))
 
 
-def aupro(masks, maps, fpr_limit: float = 0.3, curve: PixelCurve | None = None) -> float:
+def aupro(masks, maps, fpr_limit: float = 0.3, curve: PixelCurve | None = None, components=None) -> float:
     """Area under the per-region-overlap curve up to `fpr_limit`, divided by `fpr_limit` (1 = perfect).
 
     PRO at a threshold = mean over ground-truth regions of the fraction of the region above it; FPR = fraction
-    of good pixels above it (MVTec AD, IJCV 2021, Sec. 4.2; 0.3 is their integration limit).
+    of good pixels above it (MVTec AD, IJCV 2021, Sec. 4.2; 0.3 is their integration limit). With `curve`
+    (`pixel_curve` of the same maps) no pixel is sorted again; `components`: `_components(masks)` if known.
     """
     y, s = _checked(masks, maps)
-    labels, n_regions = _components(y)
+    labels, n_regions = components or _components(y)
     if n_regions == 0 or y.all():
         return float("nan")
     curve = curve or pixel_curve(y, s)
-    flat = labels.ravel()
-    sizes = np.bincount(flat)
-    # each region pixel adds 1/(|region| * regions) to PRO, each good pixel adds 1/goods to FPR
-    pro_w = np.where(flat > 0, 1.0 / (sizes[flat] * n_regions), 0.0)
-    fpr_w = np.where(flat == 0, 1.0 / curve.n_neg, 0.0)
-    pro = np.concatenate([[0.0], np.cumsum(pro_w[curve.order])[curve.last]])
-    fpr = np.concatenate([[0.0], np.cumsum(fpr_w[curve.order])[curve.last]])
+    region = labels.ravel()[y.ravel()]  # region id of each defect pixel, in the curve's defect-pixel order
+    sizes = np.bincount(region)
+    pro = np.concatenate([[0.0], curve.cumulative(1.0 / (sizes[region] * n_regions))])
+    fpr = np.concatenate([[0.0], curve.fps / curve.n_neg])
     return _trapezoid_to(fpr, np.minimum(pro, 1.0), fpr_limit) / fpr_limit
 
 
-def instance_scores(masks, maps, quantile: float = 0.5) -> np.ndarray:
+def instance_scores(masks, maps, quantile: float = 0.5, components=None) -> np.ndarray:
     """Score of each ground-truth region: its pixel scores sorted descending, the one at `quantile` (DeSTSeg)."""
     y, s = _checked(masks, maps)
-    labels, n = _components(y)
+    labels, n = components or _components(y)
     flat, vals = labels.ravel(), s.ravel()
     inside = flat > 0
     lab, v = flat[inside], vals[inside]
@@ -227,18 +257,19 @@ def instance_scores(masks, maps, quantile: float = 0.5) -> np.ndarray:
     return v[order][starts + (quantile * sizes).astype(np.int64)]
 
 
-def iap(masks, maps, recall_level: float = 0.9, quantile: float = 0.5) -> tuple[float, float]:
+def iap(masks, maps, recall_level: float = 0.9, quantile: float = 0.5, curve: PixelCurve | None = None,
+        components=None) -> tuple[float, float]:
     """Instance average precision and the precision once `recall_level` of the instances are found (DeSTSeg).
 
     Thresholds are the instance scores; recall counts instances, precision counts pixels; precision is made
     monotone (each threshold keeps the best precision of any lower threshold) before averaging.
     """
     y, s = _checked(masks, maps)
-    scores = np.sort(instance_scores(y, s, quantile))
+    scores = np.sort(instance_scores(y, s, quantile, components))
     if scores.size == 0:
         return float("nan"), float("nan")
     n = scores.size
-    all_sorted = np.sort(s.ravel())
+    all_sorted = curve.ascending if curve is not None else np.sort(s.ravel())
     pos_sorted = np.sort(s[y])
     tpfp = all_sorted.size - np.searchsorted(all_sorted, scores, side="left")
     tp = pos_sorted.size - np.searchsorted(pos_sorted, scores, side="left")
@@ -287,8 +318,9 @@ def evaluate(masks, maps, scores=None, top_k: int = 100) -> dict:
     s = image_scores(m, top_k) if scores is None else np.asarray(scores, dtype=np.float64)
     if s.shape != (len(y),):
         raise DefectlabError(f"scores: expected {len(y)} per-image scores, got shape {s.shape}")
-    curve = pixel_curve(y, m)
-    iap_value, iap90 = iap(y, m)
+    curve = pixel_curve(y, m)  # the one sort of all pixels, shared by every pixel metric
+    components = _components(y)
+    iap_value, iap90 = iap(y, m, curve=curve, components=components)
     return {
         "image_auroc": auroc(labels, s),
         "image_ap": average_precision(labels, s),
@@ -296,11 +328,61 @@ def evaluate(masks, maps, scores=None, top_k: int = 100) -> dict:
         "pixel_auroc": curve.auroc(),
         "pixel_ap": curve.average_precision(),
         "pixel_f1_max": curve.f1_max(),
-        "aupro": aupro(y, m, curve=curve),
+        "aupro": aupro(y, m, curve=curve, components=components),
         "iap": iap_value,
         "iap90": iap90,
     }
 
 
-__all__ = ["PRCurve", "PixelCurve", "aupro", "auroc", "average_precision", "evaluate", "f1_max", "iap",
+__all__ = ["PRCurve", "PixelCurve", "aupro", "auroc", "average_precision", "binned_metrics", "evaluate", "f1_max", "iap", "image_stats",
            "image_scores", "instance_scores", "pixel_ap", "pixel_auroc", "pixel_curve", "pixel_f1_max", "pr_curve"]
+
+
+# ---------------------------------------------------------------- per-image statistics for bootstrapping
+
+def image_stats(masks, maps, bins: int = 1000, quantile: float = 0.5) -> dict:
+    """What a bootstrap over test images needs, per image: histograms of defect and good pixel scores
+    (`bins` equal bins on [0, 1]; maps outside are clipped) and the DeSTSeg score of each defect region.
+
+    Returns {"pos_hist": (N, bins) int32, "neg_hist": (N, bins) int32, "inst_scores": (R,) float32,
+    "inst_image": (R,) int32}. `binned_metrics` turns any resample of the images back into pixel AP / IAP.
+    """
+    y, s = _checked(masks, maps)
+    idx = np.minimum((np.clip(s, 0, 1) * bins).astype(np.int64), bins - 1)
+    flat = idx.reshape(len(y), -1) + (np.arange(len(y)) * bins)[:, None]
+    yf = y.reshape(len(y), -1)
+    pos = np.bincount(flat[yf], minlength=len(y) * bins).reshape(len(y), bins)
+    neg = np.bincount(flat[~yf], minlength=len(y) * bins).reshape(len(y), bins)
+    labels, n = _components(y)
+    inst = instance_scores(y, s, quantile, (labels, n)).astype(np.float32)
+    region_image = np.zeros(n + 1, np.int32)
+    for i, lab in enumerate(labels):
+        region_image[np.unique(lab[lab > 0])] = i
+    return {"pos_hist": pos.astype(np.int32), "neg_hist": neg.astype(np.int32), "inst_scores": inst,
+            "inst_image": region_image[1:]}
+
+
+def binned_metrics(stats: dict, weights=None, recall_level: float = 0.9) -> dict:
+    """pixel AP, IAP and IAP90 from `image_stats`, each image counted `weights[i]` times (a bootstrap resample;
+    default once). Scores are binned, so the values approximate the exact ones to the bin width."""
+    pos, neg = np.asarray(stats["pos_hist"], np.float64), np.asarray(stats["neg_hist"], np.float64)
+    w = np.ones(len(pos)) if weights is None else np.asarray(weights, np.float64)
+    tp = np.cumsum((w @ pos)[::-1])[::-1]  # defect pixels in bins >= b
+    allp = tp + np.cumsum((w @ neg)[::-1])[::-1]
+    out = {"pixel_ap": float("nan"), "iap": float("nan"), "iap90": float("nan")}
+    if tp[0] <= 0:
+        return out
+    prec = np.divide(tp, allp, out=np.zeros_like(tp), where=allp > 0)
+    recall = tp / tp[0]
+    steps = -np.diff(np.append(recall, 0.0))  # recall gained at each bin, walking down from the top
+    out["pixel_ap"] = float(np.sum(steps * prec))
+    reps = np.round(w).astype(np.int64)[np.asarray(stats["inst_image"], np.int64)]
+    scores = np.sort(np.repeat(np.asarray(stats["inst_scores"], np.float64), reps))
+    if scores.size:
+        b = np.minimum((np.clip(scores, 0, 1) * len(tp)).astype(np.int64), len(tp) - 1)
+        precision = np.maximum.accumulate(prec[b])
+        n = scores.size
+        rec = 1 - np.arange(n) / n
+        k = np.searchsorted(rec[::-1], recall_level, side="left")
+        out["iap"], out["iap90"] = float(precision.mean()), float(precision[::-1][min(k, n - 1)])
+    return out

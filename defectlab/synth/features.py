@@ -38,7 +38,8 @@ def load_feature_encoder(encoder="efficientnet-lite0"):
     "random": a tiny randomly initialised encoder of the same family (tests; no weights needed).
     An `nn.Module` is used as it is (e.g. from `torchvision_encoder`).
     In quick mode only (tests, CI without ../shared), a missing TAEF2 file falls back to "random" with a
-    warning; otherwise the missing file is an error naming it, its checksum and where to put it."""
+    warning (a corrupt one is an error); otherwise the missing file is an error naming it, its checksum and
+    where to put it."""
     import warnings
 
     from .. import taesd, weights
@@ -47,7 +48,7 @@ def load_feature_encoder(encoder="efficientnet-lite0"):
     if encoder == "efficientnet-lite0":
         return pretrained_encoder(encoder)
     if encoder == "taef2":
-        if quick_mode() and not weights.available("taef2_encoder"):
+        if quick_mode() and weights.missing("taef2_encoder"):  # a corrupt file is an error, even here
             warnings.warn("TAEF2 encoder weights not found; quick mode uses a random encoder (features are "
                           "meaningless; see defectlab.weights.require('taef2_encoder') for the file)", stacklevel=2)
             return load_feature_encoder("random")
@@ -176,6 +177,7 @@ class FeatureParams:
     quick_steps: int = 60  # ours
     batch_size: int = 8  # SimpleNet Sec. 4.1
     cells_per_step: int = 1024  # ours: random feature cells of the batch per step (CPU budget; 0 = all)
+    quick_cells_per_step: int = 128  # ours: quick mode
     lr_adaptor: float = 1e-4  # SimpleNet Sec. 4.1
     lr_discriminator: float = 2e-4  # SimpleNet Sec. 4.1
     weight_decay: float = 1e-5  # SimpleNet code (adaptor AdamW weight decay)
@@ -226,8 +228,9 @@ class FeatureSpaceMethod:
         for _ in progress(range(work(p.steps, p.quick_steps)), desc=f"fit {self.name}"):
             idx = torch.randint(len(flat), (min(p.batch_size, len(flat)),), generator=gen)
             rows = flat[idx].reshape(-1, dim)
-            if p.cells_per_step and len(rows) > p.cells_per_step:
-                rows = rows[torch.randperm(len(rows), generator=gen)[:p.cells_per_step]]
+            cells = work(p.cells_per_step, p.quick_cells_per_step)
+            if cells and len(rows) > cells:
+                rows = rows[torch.randperm(len(rows), generator=gen)[:cells]]
             true = self.adaptor_(rows)
             fake = self._negatives(true, idx, gen)
             loss = self._loss(self.discriminator_(true), self.discriminator_(fake))

@@ -1,0 +1,55 @@
+"""Compute the quality files of a benchmark folder for one seed (the quality step of `defectlab benchmark`),
+without training any detector run: synthesis pools are rebuilt exactly as the runs built them, the seed's
+`fewshot` detector (for TRTS) is reloaded or retrained identically. Lets the quality step run beside the
+training runs; a later `defectlab benchmark ... --quality first|all` on the same folder then finds every file.
+
+    python benchmarks/quality_only.py --out outputs/bench_mt --seed 0 [--quality-images 60]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def main() -> None:
+    from defectlab import benchmark as b
+    from defectlab.detect.detector import torch_threads
+    from defectlab.detect.prepare import ImageCache, prepare_split, synthesize_pool
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--seed", type=int, required=True)
+    ap.add_argument("--quality-images", type=int, default=100)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    out = Path(args.out)
+    saved = json.loads((out / "config.json").read_text())
+    fields = set(b.BenchmarkConfig.__dataclass_fields__)
+    cfg = b.BenchmarkConfig(**{k: v for k, v in saved.items() if k in fields})
+    cfg.seeds, cfg.quality_images = [args.seed], args.quality_images
+    with torch_threads(args.threads):
+        _, splits = b._validate(cfg)
+        prepared = prepare_split(splits[args.seed], ImageCache(cfg.size, keep_aspect=cfg.keep_aspect), show_progress=False)
+        for m in cfg.methods:
+            if b.scores_itself(m) or b._quality_file(out, m, args.seed).is_file():
+                continue
+            t0 = time.time()
+            method = b._build_method(m, prepared, args.seed, cfg.method_params.get(m))
+            pool = synthesize_pool(method, prepared, cfg.n_synthetic, args.seed, m, show_progress=False)
+            synth_seconds = time.time() - t0
+            t1 = time.time()
+            q = {"method": m, "seed": args.seed, **b._quality(prepared, pool, cfg.quality_images, args.seed),
+                 "synth_seconds": round(synth_seconds, 2)}
+            if cfg.shots > 0:
+                q.update(b._trts(b._fewshot_detector(args.seed, cfg, prepared, out, False), pool, cfg.quality_images))
+            q["quality_seconds"] = round(time.time() - t1, 2)
+            b._write_json(b._quality_file(out, m, args.seed), q)
+            print(m, {k: q[k] for k in ("kid", "fid", "trts_pixel_ap") if k in q}, f"{time.time() - t0:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
