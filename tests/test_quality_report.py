@@ -79,7 +79,7 @@ def test_benchmark_correlations_with_bootstrap_scatter_and_labelled_columns(tmp_
     out = tmp_path / "bench"
     (out / "runs").mkdir(parents=True)
     methods = ["m1", "m2", "m3", "m4"]
-    cfg = BenchmarkConfig(category="x", methods=methods, seeds=[0, 1], shots=0)
+    cfg = BenchmarkConfig(category="x", methods=methods, seeds=[0, 1], shots=0, patchcore=False)
     for k, m in enumerate(methods):
         for s in (0, 1):
             masks, maps = case(np.random.default_rng([k, s]), strength=0.2 + 0.25 * k)
@@ -138,7 +138,7 @@ def test_correlation_with_the_downstream_gain(tmp_path):
     out = tmp_path / "bench"
     (out / "runs").mkdir(parents=True)
     methods = ["cutpaste", "draem", "bezier"]  # real names: run_names() asks the registry
-    cfg = BenchmarkConfig(category="x", methods=methods, seeds=[0], shots=1)
+    cfg = BenchmarkConfig(category="x", methods=methods, seeds=[0], shots=1, patchcore=False)
     runs = ["fewshot"] + methods + [f"{m}+fewshot" for m in methods]
     for k, run in enumerate(runs):
         strength = {"fewshot": 0.4}.get(run, 0.2 + 0.2 * (k % 4))
