@@ -131,3 +131,5 @@ def test_destseg_trains_from_on_the_fly_synthesis(rng):
     det = DeSTSegDetector(**dict(TINY, synth_pool=6)).fit(goods, [], np.random.default_rng(1), synth=square,
                                                            show_progress=False)
     assert det.predict(goods[:1])[0].shape == (1, SIZE, SIZE)
+    odd = [g[:50, :38] for g in goods[:2]]  # sides that are no multiple of 16 are predicted too
+    assert det.predict(odd)[0].shape == (2, 50, 38)

@@ -383,6 +383,7 @@ class DeSTSegDetector:
                 feats = teacher(chunk)
                 t = [torch.stack([f[k] for f in feats]).float().to(self.device) for k in range(len(self.params.strides))]
                 x = _to_tensor(chunk).to(self.device)
+                x = F.pad(x, (0, (-x.shape[-1]) % 16, 0, (-x.shape[-2]) % 16))  # student cells cover the teacher's
                 logits = self.head(t, [s[..., :f.shape[-2], :f.shape[-1]] for s, f in zip(self.student(x), t)])
                 prob = F.interpolate(torch.sigmoid(logits)[:, None], size=chunk[0].shape[:2], mode="bilinear",
                                      align_corners=False)[:, 0]
