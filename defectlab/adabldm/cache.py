@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ..errors import DefectlabError
 from ..imageio import atomic_write_bytes
+from ..weights import sha256_of
 from .params import OFFLINE_TRAIN
 
 ENV = "DEFECTLAB_ADABLDM_CACHE"
@@ -56,14 +57,6 @@ def cache_root() -> Path:
         return Path(env)
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "defectlab" / "adabldm"
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def cached_checkpoint(recipe: Recipe | None = None) -> Path | None:
