@@ -285,46 +285,26 @@ class DeSTSegDetector:
         student, head = _networks(self.channels, self._teacher().channels, p)
         self.student = _seeded(student, gen).to(self.device)
         self.head = _seeded(head, gen).to(self.device)
-        bar_cls = (lambda it, d: progress(it, desc=d)) if show_progress else (lambda it, d: tqdm(it, disable=True))
+        batch = lambda: self._batch(rng, items_good, items_defect)  # noqa: E731
 
-        # stage 1: the denoising student
-        opt = torch.optim.Adam(self.student.parameters(), lr=p.lr)
-        self.student.train()
-        self.student_losses = []
-        bar = bar_cls(range(p.student_steps), f"{desc} student")
-        for _ in bar:
-            x, _, _, target, weight = self._batch(rng, items_good, items_defect)
-            loss = _cosine_loss(self.student(x), target, weight)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            self.student_losses.append(float(loss.detach()))
-            if len(self.student_losses) % 20 == 0:
-                bar.set_postfix(loss=f"{np.mean(self.student_losses[-20:]):.4f}")
-        self.student.eval().requires_grad_(False)
+        def student_loss():  # stage 1: the denoising student
+            x, _, _, target, weight = batch()
+            return _cosine_loss(self.student(x), target, weight)
 
-        # stage 2: the segmentation head on teacher x student products, student frozen
+        self.student_losses = _optimise(self.student, p.student_steps, p.lr, student_loss, f"{desc} student", show_progress)
+
         from torchvision.ops import sigmoid_focal_loss
 
-        opt = torch.optim.Adam(self.head.parameters(), lr=p.lr)
-        self.head.train()
-        self.seg_losses = []
-        bar = bar_cls(range(p.seg_steps), f"{desc} segmentation")
-        for _ in bar:
-            x, y, teacher, _, _ = self._batch(rng, items_good, items_defect)
+        def seg_loss():  # stage 2: the segmentation head on teacher x student products, student frozen
+            x, y, teacher, _, _ = batch()
             with torch.no_grad():
                 student = self.student(x)
             logits = self.head(teacher, student)
             target = torch.nn.functional.adaptive_avg_pool2d(y[:, None], logits.shape[-2:])[:, 0]
-            loss = sigmoid_focal_loss(logits, target, alpha=-1, gamma=p.focal_gamma, reduction="mean") \
+            return sigmoid_focal_loss(logits, target, alpha=-1, gamma=p.focal_gamma, reduction="mean") \
                 + p.l1_weight * (torch.sigmoid(logits) - target).abs().mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            self.seg_losses.append(float(loss.detach()))
-            if len(self.seg_losses) % 20 == 0:
-                bar.set_postfix(loss=f"{np.mean(self.seg_losses[-20:]):.4f}")
-        self.head.eval().requires_grad_(False)
+
+        self.seg_losses = _optimise(self.head, p.seg_steps, p.lr, seg_loss, f"{desc} segmentation", show_progress)
         self.losses = self.student_losses + self.seg_losses
 
     def _batch(self, rng, items_good, items_defect):
@@ -436,6 +416,26 @@ class DeSTSegDetector:
 
 
 # ------------------------------------------------------------------------------------- helpers
+def _optimise(module, steps: int, lr: float, loss_fn, desc: str, show_progress: bool) -> list[float]:
+    """Adam on `module` for `steps` steps of `loss_fn()`; then eval mode, frozen. Returns the losses."""
+    import torch
+
+    opt = torch.optim.Adam(module.parameters(), lr=lr)
+    module.train()
+    losses: list[float] = []
+    bar = progress(range(steps), desc=desc) if show_progress else tqdm(range(steps), disable=True)
+    for _ in bar:
+        loss = loss_fn()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+        if len(losses) % 20 == 0:
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+    module.eval().requires_grad_(False)
+    return losses
+
+
 def _cosine_loss(student: list, target: list, weight: list):
     """DeSTSeg's student loss: 1 - cosine similarity per location, averaged where `weight` allows."""
     import torch.nn.functional as F
