@@ -42,6 +42,18 @@ def test_frechet_distance_matches_scipy(rng):
     assert Q.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-3)
 
 
+def test_frechet_distance_with_fewer_images_than_dimensions_matches_sqrtm(rng):
+    """The n x n SVD path (fewer images than dimensions, as with tens of defects in 2048-d) gives the value of
+    the D x D matrix square root, including for sets of different sizes."""
+    for n1, n2, d in [(12, 9, 40), (20, 20, 64)]:
+        a = rng.normal(size=(n1, d))
+        b = rng.normal(0.2, 1.3, size=(n2, d)) @ rng.normal(size=(d, d)) * 0.3
+        s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+        ref = np.sum((a.mean(0) - b.mean(0)) ** 2) + np.trace(s1 + s2 - 2 * scipy.linalg.sqrtm(s1 @ s2).real)
+        assert Q.frechet_distance(a, b) == pytest.approx(ref, rel=1e-5)
+    assert Q.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+
+
 def _unbiased_mmd_cubic(x, y):
     d = x.shape[1]
     k = lambda p, q: (p @ q.T / d + 1) ** 3  # noqa: E731
