@@ -233,7 +233,11 @@ class FeatureSpaceMethod:
                 rows = rows[torch.randperm(len(rows), generator=gen)[:cells]]
             true = self.adaptor_(rows)
             fake = self._negatives(true, idx, gen)
-            loss = self._loss(self.discriminator_(true), self.discriminator_(fake))
+            # one batch through the discriminator, as SimpleNet's and GLASS's code: BatchNorm over the normal
+            # and the synthetic features together. Two separate passes would normalise each set by its own
+            # statistics, which erases most of what tells them apart (measured: no learning at all).
+            scores = self.discriminator_(torch.cat([true, fake]))
+            loss = self._loss(scores[:len(true)], scores[len(true):])
             opt_a.zero_grad(), opt_d.zero_grad()
             loss.backward()
             opt_a.step(), opt_d.step()
