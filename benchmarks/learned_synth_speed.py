@@ -23,7 +23,7 @@ from defectlab.config import quick
 from defectlab.data import build_embedded, few_shot_split, foreground_for
 from defectlab.imageio import atomic_write_bytes
 
-METHODS = ("simplenet", "glass_global", "texture_gan", "realnet_sdas", "defectfill")
+METHODS = ("simplenet", "glass_global", "texture_gan", "realnet_sdas", "defectfill", "defect_gan")
 
 
 def bench(name: str, goods, fgs, support, n: int) -> dict:

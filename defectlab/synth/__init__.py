@@ -12,4 +12,5 @@ from . import glass_global  # noqa: F401,E402  (feature: registers "glass_global
 from . import gan  # noqa: F401,E402  (generative: registers "texture_gan")
 from . import realnet  # noqa: F401,E402  (generative: registers "realnet_sdas")
 from . import defectfill  # noqa: F401,E402  (generative: registers "defectfill")
+from . import defect_gan  # noqa: F401,E402  (generative: registers "defect_gan")
 from .batch import synthesize  # noqa: F401,E402
