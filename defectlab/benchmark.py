@@ -928,11 +928,19 @@ def _transfer_note(cfg: BenchmarkConfig, results: dict) -> str:
               for m in cfg.transfer_methods() if cfg.transfer_params(m)]
     rows = ", ".join(f"`{cfg.transferred(m)}`" for m in cfg.transfer_methods())
     left = [m for m in cfg.methods if m not in cfg.transfer_methods()]
-    text = (f"**Transferred rows** ({rows} and their `+{FEWSHOT}`): the method is fitted on `{source}`'s few-shot "
-            f"defects ({n} images at seed {cfg.seeds[0]}, types {types}, {cfg.shots} per type as in `{source}`'s own "
-            f"split) and draws them on `{cfg.category}`'s good images (its foregrounds and textures); the detector's "
-            f"goods, the real defects of `+{FEWSHOT}` and the test set are `{cfg.category}`'s. So `{FEWSHOT}` = no "
-            "synthesis, `<method>` rows = synthesis learned in-category, `<method>@...` rows = synthesis transferred.")
+    if source == cfg.category:
+        text = (f"**Transferred rows** ({rows} and their `+{FEWSHOT}`): the method is fitted only on the few-shot "
+                f"defects of type {types} ({n} images at seed {cfg.seeds[0]}, the same ones the other runs see among "
+                f"theirs) and draws them on the good images; the real defects of `+{FEWSHOT}` and the test set keep "
+                f"every type. So `{FEWSHOT}` = no synthesis, `<method>` rows = synthesis learned from every type, "
+                f"`<method>@...` rows = synthesis learned from {types} only.")
+    else:
+        text = (f"**Transferred rows** ({rows} and their `+{FEWSHOT}`): the method is fitted on `{source}`'s few-shot "
+                f"defects ({n} images at seed {cfg.seeds[0]}, types {types}, {cfg.shots} per type as in `{source}`'s "
+                f"own split) and draws them on `{cfg.category}`'s good images (its foregrounds and textures); the "
+                f"detector's goods, the real defects of `+{FEWSHOT}` and the test set are `{cfg.category}`'s. So "
+                f"`{FEWSHOT}` = no synthesis, `<method>` rows = synthesis learned in-category, `<method>@...` rows = "
+                "synthesis transferred.")
     if params:
         text += " Transferred runs' parameters: " + "; ".join(params) + "."
     if left:

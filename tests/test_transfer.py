@@ -62,6 +62,7 @@ def test_transfer_types_restrict_the_source_within_the_category(tmp_path, root):
     t = {r["run"]: r for r in res["runs"]}["copypaste@crack"]["transfer"]
     assert t["from"] == "washer" and t["types"] == ["crack"] and len(t["support"]) == 1
     assert t["support"][0].startswith("washer/test/crack/")
+    assert "synthesis learned from crack only" in (tmp_path / "b" / "results.md").read_text()
 
 
 def test_transferred_pool_draws_source_defects_on_target_goods(root):
