@@ -23,7 +23,8 @@ category A's few-shot defects (the same shots / seed rule as A's own benchmark; 
 textures); the detector's goods, its real support (`+fewshot`) and the test set stay the benchmarked
 category's. `--transfer-types` alone keeps A = the benchmarked category and restricts the source to some of
 its defect types (Magnetic Tile: a crack learned from the Crack tiles only, tested on every type). Copy-paste
-transfers with Poisson blending (`TRANSFER_PARAMS`), so the pasted defect takes the new surface's brightness.
+from another category blends in the gradient domain (Poisson, `TRANSFER_PARAMS`), so the pasted defect takes the
+new surface's brightness.
 Beside the detection metrics,
 each pixel-space method's quality (KID, FID, domain distance, IC-LPIPS, IS; also on windows around the
 defects, and their visibility: synthetic vs held-out real defects) and the rank correlation of each with
@@ -118,7 +119,10 @@ class BenchmarkConfig:
         return list(self.methods) + [self.transferred(m) for m in self.transfer_methods()]
 
     def transfer_params(self, method: str) -> dict:
-        return {**TRANSFER_PARAMS.get(method, {}), **self.method_params.get(method, {})}
+        """A transferred run's parameters: `TRANSFER_PARAMS` when the defects come from another category (within
+        the category the surface is the same: nothing to adapt), under the user's `method_params`."""
+        other = self.transfer_from not in (None, self.category)
+        return {**(TRANSFER_PARAMS.get(method, {}) if other else {}), **self.method_params.get(method, {})}
 
 
 def scores_itself(method: str) -> bool:

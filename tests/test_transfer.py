@@ -61,6 +61,7 @@ def test_transfer_types_restrict_the_source_within_the_category(tmp_path, root):
                         transfer_types=["CRACK"], **FAST)
     t = {r["run"]: r for r in res["runs"]}["copypaste@crack"]["transfer"]
     assert t["from"] == "washer" and t["types"] == ["crack"] and len(t["support"]) == 1
+    assert t["params"] == {}  # same surface: copy-paste keeps its own blending (Poisson only across categories)
     assert t["support"][0].startswith("washer/test/crack/")
     assert "synthesis learned from crack only" in (tmp_path / "b" / "results.md").read_text()
 
