@@ -16,6 +16,15 @@ defects only) and `<method>+fewshot` (both); the detectors of one seed start fro
 initialisation, so `fewshot` vs `<method>+fewshot` is a paired comparison. Feature-space methods
 (SimpleNet, GLASS global) make their anomalies in feature space and are detectors themselves: their
 single run `<method>` tests the method's own `score()` maps, fitted on the good training images.
+Transfer (`--transfer-from A`, `--transfer-types T,...`; issue 22): every synthesis method that learns from
+defects gets two more runs, `<method>@<source>` and `<method>@<source>+fewshot`, whose method is fitted on
+category A's few-shot defects (the same shots / seed rule as A's own benchmark; only the types listed with
+`--transfer-types`) and places them on the benchmarked category's good images (its foregrounds, its
+textures); the detector's goods, its real support (`+fewshot`) and the test set stay the benchmarked
+category's. `--transfer-types` alone keeps A = the benchmarked category and restricts the source to some of
+its defect types (Magnetic Tile: a crack learned from the Crack tiles only, tested on every type). Copy-paste
+from another category blends in the gradient domain (Poisson, `TRANSFER_PARAMS`), so the pasted defect takes the
+new surface's brightness.
 Beside the detection metrics,
 each pixel-space method's quality (KID, FID, domain distance, IC-LPIPS, IS; also on windows around the
 defects, and their visibility: synthetic vs held-out real defects) and the rank correlation of each with
@@ -48,7 +57,10 @@ PATCHCORE = "patchcore"
 DETECTORS = ("destseg", "unet")
 # config keys that must match for an interrupted benchmark to resume (methods and seeds may grow)
 _RESUME_KEYS = ("data", "format", "category", "shots", "size", "steps", "n_synthetic", "detector", "embedded",
-                "detector_name", "keep_aspect", "patchcore")
+                "detector_name", "keep_aspect", "patchcore", "transfer_from", "transfer_types")
+# parameters of a method's transferred runs over its own (a user's --method-param wins): copy-paste blends
+# in the gradient domain, so a defect from another surface takes this one's brightness and colour
+TRANSFER_PARAMS = {"copypaste": {"blend": "poisson"}}
 
 
 @dataclass
@@ -72,13 +84,45 @@ class BenchmarkConfig:
     embedded: dict = field(default_factory=dict)  # build_embedded counts (n_train, n_test_good, n_test_defect)
     method_params: dict = field(default_factory=dict)  # {method: {parameter: value}} over its published defaults
     command: str | None = None
+    transfer_from: str | None = None  # category whose few-shot defects the transferred runs' methods learn from
+    transfer_types: list[str] = field(default_factory=list)  # only these defect types of it (empty: all)
 
     def run_names(self) -> list[str]:
         names = [PATCHCORE] if self.patchcore else []
         names += [FEWSHOT] if self.shots > 0 else []
         for m in self.methods:
             names += [m, f"{m}+{FEWSHOT}"] if self.shots > 0 and not scores_itself(m) else [m]
+            if m in self.transfer_methods():
+                names += [self.transferred(m), f"{self.transferred(m)}+{FEWSHOT}"]
         return names
+
+    @property
+    def transfer(self) -> bool:
+        return bool(self.transfer_from or self.transfer_types)
+
+    def transfer_label(self) -> str:
+        """The source in run names: "washer", "Crack" (types of the benchmarked category), "washer.crack-scratch"."""
+        types = "-".join(self.transfer_types)
+        if self.transfer_from and self.transfer_from != self.category:
+            return f"{self.transfer_from}.{types}" if types else self.transfer_from
+        return types
+
+    def transferred(self, method: str) -> str:
+        return f"{method}@{self.transfer_label()}"
+
+    def transfer_methods(self) -> list[str]:
+        """The methods that get transferred runs: those that learn from the few-shot defects."""
+        return [m for m in self.methods if transferable(m)] if self.transfer else []
+
+    def synth_names(self) -> list[str]:
+        """Every pool of synthetic defects (quality files, tables): the methods, then their transferred runs."""
+        return list(self.methods) + [self.transferred(m) for m in self.transfer_methods()]
+
+    def transfer_params(self, method: str) -> dict:
+        """A transferred run's parameters: `TRANSFER_PARAMS` when the defects come from another category (within
+        the category the surface is the same: nothing to adapt), under the user's `method_params`."""
+        other = self.transfer_from not in (None, self.category)
+        return {**(TRANSFER_PARAMS.get(method, {}) if other else {}), **self.method_params.get(method, {})}
 
 
 def scores_itself(method: str) -> bool:
@@ -89,11 +133,26 @@ def scores_itself(method: str) -> bool:
     return callable(getattr(registry.get(method), "score", None))
 
 
+def transferable(method: str) -> bool:
+    """A method whose synthesis learns from the few-shot defects (`needs_fit`, not a feature-space scorer, and
+    not marked `uses_defects = False`): only for it does a defect source of another category change anything."""
+    from . import registry
+
+    cls = registry.get(method)
+    return bool(getattr(cls, "needs_fit", False)) and getattr(cls, "uses_defects", True) and not scores_itself(method)
+
+
+def base_method(name: str) -> str:
+    """The registered method of a pool or run name: "copypaste@washer+fewshot" -> "copypaste"."""
+    return name.split("+")[0].split("@")[0]
+
+
 def _open_dataset(cfg: BenchmarkConfig):
     from .data import build_embedded, open_dataset
 
     if cfg.format == "embedded":  # built at --size so no resizing blurs its defects
-        return build_embedded(root=cfg.data, size=cfg.size, categories=cfg.category, **cfg.embedded)
+        categories = [cfg.category] + ([cfg.transfer_from] if cfg.transfer_from not in (None, cfg.category) else [])
+        return build_embedded(root=cfg.data, size=cfg.size, categories=categories, **cfg.embedded)
     if not cfg.data:
         raise DefectlabError("--data: a data set folder is needed (or --format embedded)")
     return open_dataset(cfg.data, cfg.format)
@@ -145,7 +204,72 @@ def _validate(cfg: BenchmarkConfig):
     _check_memory(cfg, len(records), records[0].image().shape[2])
     dataset.check_defect_masks(cfg.category)  # all empty: a mask convention not understood, not "no defects"
     splits = {s: few_shot_split(dataset, cfg.category, cfg.shots, seed=s) for s in cfg.seeds}
+    _check_transfer(cfg, dataset)
     return dataset, splits
+
+
+def _check_transfer(cfg: BenchmarkConfig, dataset) -> None:
+    """--transfer-from / --transfer-types: a category with defects (not the benchmarked one unless types
+    restrict it), types it has (names matched without case, then spelt as in the data), a method to transfer."""
+    if not cfg.transfer:
+        return
+    source = cfg.transfer_from or cfg.category
+    if cfg.shots <= 0:
+        raise DefectlabError("--transfer-from / --transfer-types: the transferred methods learn from few-shot "
+                             "defects; use --shots > 0")
+    if source == cfg.category and not cfg.transfer_types:
+        raise DefectlabError(f"--transfer-from {source}: the category benchmarked itself; name another category "
+                             "(or restrict the source to some defect types with --transfer-types)")
+    if source != cfg.category:
+        if source not in dataset.categories():
+            raise DefectlabError(f"--transfer-from: unknown category {source!r} in {dataset.root}; "
+                                 f"found: {', '.join(sorted(dataset.categories()))}")
+        dataset.check_defect_masks(source)
+    known = dataset.defect_types(source)
+    if not known:
+        raise DefectlabError(f"--transfer-from {source}: the category has no defect images to learn from")
+    lower = {t.lower(): t for t in known}
+    unknown = [t for t in cfg.transfer_types if t.lower() not in lower]
+    if unknown:
+        raise DefectlabError(f"--transfer-types: {', '.join(unknown)} not among {source}'s defect types "
+                             f"({', '.join(known)})")
+    types = [lower[t.lower()] for t in cfg.transfer_types]
+    if len(set(types)) != len(types):
+        raise DefectlabError(f"--transfer-types: a type is listed twice: {', '.join(cfg.transfer_types)}")
+    cfg.transfer_types = types
+    if not cfg.transfer_methods():
+        raise DefectlabError(f"--transfer-from: none of --methods ({', '.join(cfg.methods) or 'none'}) learns from "
+                             "defects, so none can be transferred (e.g. copypaste, texture_gan, defectfill, adabldm)")
+
+
+def _transfer_sources(cfg: BenchmarkConfig, dataset, splits: dict) -> dict:
+    """{seed: the real defect records the transferred methods learn from}: the source category's few-shot
+    support under the same shots / seed rule (`few_shot_split`, whose held-out part is not needed here;
+    the benchmarked category's own split when it is the source), of the chosen types."""
+    from .data import few_shot_split
+
+    if not cfg.transfer:
+        return {}
+    source = cfg.transfer_from or cfg.category
+    out = {}
+    for s in cfg.seeds:
+        split = splits[s] if source == cfg.category else few_shot_split(dataset, source, cfg.shots, seed=s, min_heldout=0)
+        out[s] = [r for r in split.support if not cfg.transfer_types or r.label in cfg.transfer_types]
+    return out
+
+
+def _fingerprint(cfg: BenchmarkConfig, dataset, splits: dict, sources: dict) -> dict:
+    """`data_fingerprint` of the benchmarked category, and with a transfer from another category its files
+    too and each seed's source records (split keys "<seed>@<category>")."""
+    from .fingerprint import data_fingerprint, digest
+
+    fp = data_fingerprint(dataset, cfg.category, splits)
+    if cfg.transfer_from in (None, cfg.category):
+        return fp
+    other = data_fingerprint(dataset, cfg.transfer_from, {})
+    files = {**fp["files"], **other["files"]}
+    extra = {f"{s}@{cfg.transfer_from}": digest(sorted(r.key for r in recs)) for s, recs in sources.items()}
+    return {"files": files, "files_sha256": digest(files), "splits": {**fp["splits"], **extra}}
 
 
 def _check_memory(cfg: BenchmarkConfig, n_images: int, channels: int) -> None:
@@ -318,7 +442,8 @@ def _trts(det, pool, n_max: int) -> dict:
     return trts(lambda images: det.predict(images)[0], pool[:n_max])
 
 
-def _train_and_test(run: str, seed: int, cfg: BenchmarkConfig, prepared, defects, out: Path, show_progress: bool) -> dict:
+def _train_and_test(run: str, seed: int, cfg: BenchmarkConfig, prepared, defects, out: Path, show_progress: bool,
+                    record: dict | None = None) -> dict:
     t0 = time.time()
     det = _fit_detector(run, seed, cfg, prepared, defects, show_progress)
     if run == FEWSHOT:
@@ -326,7 +451,8 @@ def _train_and_test(run: str, seed: int, cfg: BenchmarkConfig, prepared, defects
     t1 = time.time()
     maps, scores = det.predict(prepared.test_images)
     extra = {"train_defects": len(defects), "loss_first": float(np.mean(det.losses[:10])),
-             "loss_last": float(np.mean(det.losses[-10:])), "device": det.device, "detector": cfg.detector_name}
+             "loss_last": float(np.mean(det.losses[-10:])), "device": det.device, "detector": cfg.detector_name,
+             **(record or {})}
     return _test_and_record(run, seed, cfg, prepared, prepared.eval_maps(maps), scores, det.params.top_k, t1 - t0,
                             time.time() - t1, extra, out)
 
@@ -368,11 +494,46 @@ def _test_and_record(run, seed, cfg, prepared, maps, scores, top_k, train_second
     atomic_write_bytes(_run_file(out, run, seed).with_suffix(".npz"), buf.getvalue())
     _save_image_stats(out, run, seed, masks, maps)  # for the quality <-> detection bootstrap
     result = {"run": run, "method": run.split("+")[0], "seed": seed, "metrics": metrics,
+              "by_type": _by_type(prepared.test_labels, masks, maps, scores, top_k),
               "train_goods": len(prepared.goods), "split": prepared.meta, **extra,
               "train_seconds": round(train_seconds, 2), "test_seconds": round(test_seconds, 2),
               "curves": pr_curves(masks, maps, scores)}
     _write_json(_run_file(out, run, seed), result)
     return result
+
+
+BY_TYPE = ("image_auroc", "pixel_ap", "iap")
+
+
+def _by_type(labels: list[str], masks, maps, scores, top_k: int) -> dict:
+    """Per held-out defect type: image AUROC, pixel AP and IAP on the good test images plus that type's defects
+    (does a defect learned from one type, or one category, help on the others?)."""
+    from .metrics.detection import evaluate
+
+    out = {}
+    for label in sorted(set(labels) - {"good"}):
+        idx = [i for i, lab in enumerate(labels) if lab in ("good", label)]
+        m = evaluate(masks[idx], maps[idx], scores=np.asarray(scores)[idx], top_k=top_k)
+        out[label] = {k: (float(m[k]) if m.get(k) is not None else None) for k in BY_TYPE}
+    return out
+
+
+def by_type_table(cfg: BenchmarkConfig, runs: list[dict], metric: str = "pixel_ap") -> str:
+    """Markdown: one row per run, one column per held-out defect type, `metric` as the mean over seeds."""
+    types = sorted({t for r in runs for t in r.get("by_type", {})})
+    if not types:
+        return ""
+    lines = ["| run | " + " | ".join(types) + " |", "|---|" + "---:|" * len(types)]
+    for name in cfg.run_names():
+        rows = [r["by_type"] for r in runs if r["run"] == name and "by_type" in r]
+        if not rows:
+            continue
+        cells = []
+        for t in types:
+            vals = [row[t][metric] for row in rows if row.get(t, {}).get(metric) is not None]
+            cells.append(f"{np.mean(vals):.3f}" if vals else "–")
+        lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 # quality metrics of each method's synthetic defects: (key in the quality files, label, lower is better)
@@ -448,16 +609,36 @@ def _build_method(name: str, prepared, seed: int, params: dict | None = None):
     return method
 
 
-def _run_seed(seed: int, split, cfg: BenchmarkConfig, cache, out: Path, show_progress: bool, bar) -> None:
-    from .detect.prepare import prepare_split, synthesize_pool
+def _run_seed(seed: int, split, cfg: BenchmarkConfig, cache, out: Path, show_progress: bool, bar,
+              source: list | None = None) -> None:
+    from dataclasses import replace
+
+    from .detect.prepare import ImageCache, load_support, prepare_split
 
     prepared = None
+    moved = None
 
     def ready():
         nonlocal prepared
         if prepared is None:
             prepared = prepare_split(split, cache, show_progress)
         return prepared
+
+    def transferred():
+        """The split with the source's few-shot defects as `support` (on canvases of this size and channel
+        count); goods, foregrounds and the test set stay the benchmarked category's."""
+        nonlocal moved
+        if moved is None:
+            ready()
+            if (cfg.transfer_from or cfg.category) == cfg.category:
+                keys = {r.key for r in source}
+                support = [s for s in prepared.support if s.meta["source"] in keys]
+            else:
+                support = load_support(source, ImageCache(cfg.size, cfg.keep_aspect, channels=cache.channels))
+            if not support:
+                raise DefectlabError(f"--transfer-from: no defect of {cfg.transfer_label()} is visible at --size {cfg.size}")
+            moved = replace(prepared, support=support)
+        return moved
 
     todo = {r for r in cfg.run_names() if not _run_file(out, r, seed).is_file()}
     bar.update(len(cfg.run_names()) - len(todo))
@@ -475,26 +656,44 @@ def _run_seed(seed: int, split, cfg: BenchmarkConfig, cache, out: Path, show_pro
                 _score_and_test(m, seed, cfg, ready(), method.score, time.time() - t0, out)
                 bar.update()
             continue
-        runs = [r for r in (m, f"{m}+{FEWSHOT}") if r in todo]
-        wanted = cfg.quality == "all" or (cfg.quality == "first" and seed == cfg.seeds[0])
-        need_quality = wanted and not _quality_file(out, m, seed).is_file()
-        if not runs and not need_quality:
-            continue
-        t0 = time.time()
-        method = _build_method(m, ready(), seed, cfg.method_params.get(m))
-        pool = synthesize_pool(method, ready(), cfg.n_synthetic, seed, m, show_progress=show_progress)
-        synth_seconds = time.time() - t0
-        if need_quality:
-            t1 = time.time()
-            q = {"method": m, "seed": seed, **_quality(ready(), pool, cfg.quality_images, seed), "synth_seconds": round(synth_seconds, 2)}
-            if cfg.shots > 0:
-                q.update(_trts(_fewshot_detector(seed, cfg, ready(), out, show_progress), pool, cfg.quality_images))
-            q["quality_seconds"] = round(time.time() - t1, 2)
-            _write_json(_quality_file(out, m, seed), q)
-        for r in runs:
-            defects = pool if r == m else pool + ready().support
-            _train_and_test(r, seed, cfg, ready(), defects, out, show_progress)
-            bar.update()
+        _pool_runs(m, m, seed, cfg, ready, ready, cfg.method_params.get(m), {}, todo, out, show_progress, bar)
+        if m in cfg.transfer_methods():
+            info = {"transfer": {"from": cfg.transfer_from or cfg.category, "types": list(cfg.transfer_types),
+                                 "support": sorted(r.key for r in source), "params": cfg.transfer_params(m)}}
+            _pool_runs(m, cfg.transferred(m), seed, cfg, transferred, ready, cfg.transfer_params(m), info, todo, out,
+                       show_progress, bar)
+
+
+def _pool_runs(method_name: str, name: str, seed: int, cfg: BenchmarkConfig, source, ready, params, info: dict,
+               todo: set, out: Path, show_progress: bool, bar) -> None:
+    """The runs `name` and `name+fewshot` of one pool of synthetic defects (and its quality file). The method
+    is fitted on `source()`'s support and draws on its goods (the benchmarked category's); the `+fewshot`
+    run adds the benchmarked category's real support (`ready().support`). A transferred pool uses the same
+    random generators as the in-category one: only where its defects come from differs."""
+    from .detect.prepare import synthesize_pool
+
+    runs = [r for r in (name, f"{name}+{FEWSHOT}") if r in todo]
+    wanted = cfg.quality == "all" or (cfg.quality == "first" and seed == cfg.seeds[0])
+    need_quality = wanted and not _quality_file(out, name, seed).is_file()
+    if not runs and not need_quality:
+        return
+    t0 = time.time()
+    method = _build_method(method_name, source(), seed, params)
+    pool = synthesize_pool(method, source(), cfg.n_synthetic, seed, method_name, show_progress=show_progress)
+    synth_seconds = time.time() - t0
+    if need_quality:
+        t1 = time.time()
+        q = {"method": name, "seed": seed, **_quality(source(), pool, cfg.quality_images, seed),
+             "synth_seconds": round(synth_seconds, 2), **info}
+        if cfg.shots > 0:
+            q.update(_trts(_fewshot_detector(seed, cfg, ready(), out, show_progress), pool, cfg.quality_images))
+        q["quality_seconds"] = round(time.time() - t1, 2)
+        _write_json(_quality_file(out, name, seed), q)
+    for r in runs:
+        defects = pool if r == name else pool + ready().support
+        _train_and_test(r, seed, cfg, ready(), defects, out, show_progress,
+                        {**info, "synth_seconds": round(synth_seconds, 2)})
+        bar.update()
 
 
 # ------------------------------------------------------------------------------------- reporting
@@ -671,7 +870,7 @@ def _load_runs(cfg: BenchmarkConfig, out: Path) -> tuple[list[dict], dict]:
     from .detect.report import mean_std
 
     runs = [json.loads(_run_file(out, r, s).read_text()) for s in cfg.seeds for r in cfg.run_names()]
-    qual = [json.loads(_quality_file(out, m, s).read_text()) for s in cfg.seeds for m in cfg.methods
+    qual = [json.loads(_quality_file(out, m, s).read_text()) for s in cfg.seeds for m in cfg.synth_names()
             if _quality_file(out, m, s).is_file()]
     by_method: dict[str, list[dict]] = {}
     for q in qual:
@@ -722,6 +921,38 @@ def _interval(ci) -> str:
     return f"[{ci[0]:+.2f}, {ci[1]:+.2f}]"
 
 
+def _transfer_note(cfg: BenchmarkConfig, results: dict) -> str:
+    """The paragraph that says which rows are transferred, from where, and what they are compared with."""
+    source = cfg.transfer_from or cfg.category
+    first = next((r for r in results["runs"] if "transfer" in r), None)
+    n = len(first["transfer"]["support"]) if first else "?"
+    types = ", ".join(cfg.transfer_types) or ", ".join(sorted({k.split("/")[2] for k in first["transfer"]["support"]})
+                                                       if first else []) or "all"
+    params = [f"`{m}` {', '.join(f'{k}={v}' for k, v in cfg.transfer_params(m).items())}"
+              for m in cfg.transfer_methods() if cfg.transfer_params(m)]
+    rows = ", ".join(f"`{cfg.transferred(m)}`" for m in cfg.transfer_methods())
+    left = [m for m in cfg.methods if m not in cfg.transfer_methods()]
+    if source == cfg.category:
+        text = (f"**Transferred rows** ({rows} and their `+{FEWSHOT}`): the method is fitted only on the few-shot "
+                f"defects of type {types} ({n} images at seed {cfg.seeds[0]}, the same ones the other runs see among "
+                f"theirs) and draws them on the good images; the real defects of `+{FEWSHOT}` and the test set keep "
+                f"every type. So `{FEWSHOT}` = no synthesis, `<method>` rows = synthesis learned from every type, "
+                f"`<method>@...` rows = synthesis learned from {types} only.")
+    else:
+        text = (f"**Transferred rows** ({rows} and their `+{FEWSHOT}`): the method is fitted on `{source}`'s few-shot "
+                f"defects ({n} images at seed {cfg.seeds[0]}, types {types}, {cfg.shots} per type as in `{source}`'s "
+                f"own split) and draws them on `{cfg.category}`'s good images (its foregrounds and textures); the "
+                f"detector's goods, the real defects of `+{FEWSHOT}` and the test set are `{cfg.category}`'s. So "
+                f"`{FEWSHOT}` = no synthesis, `<method>` rows = synthesis learned in-category, `<method>@...` rows = "
+                "synthesis transferred.")
+    if params:
+        text += " Transferred runs' parameters: " + "; ".join(params) + "."
+    if left:
+        text += (" Not transferred (they learn nothing from defects, a transferred row would repeat theirs): "
+                 + ", ".join(f"`{m}`" for m in left) + ".")
+    return text
+
+
 def _markdown(cfg: BenchmarkConfig, results: dict) -> str:
     from .detect.report import markdown_table
 
@@ -754,6 +985,12 @@ def _markdown(cfg: BenchmarkConfig, results: dict) -> str:
         lines += [", ".join(f"`{m}`" for m in scorers) + ": feature-space method(s), tested through their own anomaly "
                   "maps (`score()`, fitted on the good training images; no detector, and no KID / FID: they leave "
                   "pixels unchanged).", ""]
+    if cfg.transfer:
+        lines += [_transfer_note(cfg, results), ""]
+        table = by_type_table(cfg, results["runs"])
+        if table:
+            lines += ["Pixel AP by held-out defect type (good test images + that type's defects; mean over seeds):",
+                      "", table, ""]
     if cfg.method_params:
         lines += ["Method parameters over the published defaults: " + "; ".join(
             f"`{m}` " + ", ".join(f"{k}={v}" for k, v in ps.items()) for m, ps in cfg.method_params.items()) + ".", ""]
@@ -767,7 +1004,7 @@ def _markdown(cfg: BenchmarkConfig, results: dict) -> str:
                       f"{s[best]['iap90']['mean']:.3f} vs {base['iap90']['mean']:.3f}.", ""]
     from .detect.report import region_table
 
-    region = region_table(results["quality"], [m for m in cfg.methods if not scores_itself(m)])
+    region = region_table(results["quality"], [m for m in cfg.synth_names() if not scores_itself(base_method(m))])
     if region:
         lines += ["## Where the defect is: region quality, visibility, TRTS", "", region, "",
                   "Region metrics: each defect's square window (its box plus half the box's longer side of context on "
@@ -808,13 +1045,15 @@ def run_benchmark(data: str | Path | None, category: str, methods: Sequence[str]
                   steps: int = 400, n_synthetic: int = 200, quality: bool | str = "all", detector: dict | None = None,
                   detector_name: str = "destseg", keep_aspect: bool = True, patchcore: bool = True,
                   embedded: dict | None = None, quality_images: int = 100, threads: int | None = None, overwrite: bool = False,
-                  method_params: dict | None = None, show_progress: bool = True, command: str | None = None) -> dict:
+                  method_params: dict | None = None, show_progress: bool = True, command: str | None = None,
+                  transfer_from: str | None = None, transfer_types: Sequence[str] = ()) -> dict:
     """Run the protocol (module docstring) and write its outputs under `out`; returns results.json's content.
 
     `embedded`: with `format="embedded"`, counts for `build_embedded` (n_train, n_test_good, n_test_defect);
     its default of 3 defects per type only allows `shots` <= 2. `method_params`: {method: {parameter: value}}
     passed to `registry.create`, e.g. {"texture_gan": {"steps": 600}}. `threads`: torch CPU threads for the
-    whole run (restored after); 1 is fastest on a machine whose cores other jobs are using."""
+    whole run (restored after); 1 is fastest on a machine whose cores other jobs are using. `transfer_from` /
+    `transfer_types`: the transferred runs `<method>@<source>` (module docstring)."""
     from .detect.detector import torch_threads
     from .limits import check_int
 
@@ -825,16 +1064,17 @@ def run_benchmark(data: str | Path | None, category: str, methods: Sequence[str]
                               steps=steps, n_synthetic=n_synthetic, quality=quality, detector=detector,
                               detector_name=detector_name, keep_aspect=keep_aspect, patchcore=patchcore,
                               embedded=embedded, quality_images=quality_images, overwrite=overwrite,
-                              method_params=method_params, show_progress=show_progress, command=command)
+                              method_params=method_params, show_progress=show_progress, command=command,
+                              transfer_from=transfer_from, transfer_types=transfer_types)
 
 
 def _run_benchmark(data, category, methods, out, *, format, shots, seeds, size, steps, n_synthetic, quality, detector,
                    detector_name, keep_aspect, patchcore,
-                   embedded, quality_images, overwrite, method_params, show_progress, command) -> dict:
+                   embedded, quality_images, overwrite, method_params, show_progress, command,
+                   transfer_from, transfer_types) -> dict:
     from .bench import machine_info
     from .detect.prepare import ImageCache
     from .detect.report import summarize
-    from .fingerprint import data_fingerprint
 
     t0 = time.time()
     cfg = BenchmarkConfig(category=category, methods=list(methods), data=str(Path(data).resolve()) if data else None,
@@ -843,16 +1083,18 @@ def _run_benchmark(data, category, methods, out, *, format, shots, seeds, size, 
                           quality={True: "all", False: "none"}.get(quality, quality), quality_images=int(quality_images),
                           detector=dict(detector or {}), detector_name=detector_name, keep_aspect=bool(keep_aspect),
                           patchcore=bool(patchcore), embedded=dict(embedded or {}),
-                          method_params={m: dict(v) for m, v in (method_params or {}).items()}, command=command)
+                          method_params={m: dict(v) for m, v in (method_params or {}).items()}, command=command,
+                          transfer_from=transfer_from or None, transfer_types=list(transfer_types or []))
     dataset, splits = _validate(cfg)
+    sources = _transfer_sources(cfg, dataset, splits)
     out = Path(out)
-    _prepare_out(out, asdict(cfg), overwrite, data_fingerprint(dataset, cfg.category, splits))
+    _prepare_out(out, asdict(cfg), overwrite, _fingerprint(cfg, dataset, splits, sources))
     cache = ImageCache(cfg.size, keep_aspect=cfg.keep_aspect)
     total = len(cfg.seeds) * len(cfg.run_names())
     bar = progress(total=total, desc="benchmark runs", leave=True) if show_progress else tqdm(total=total, disable=True)
     with bar:
         for seed in cfg.seeds:
-            _run_seed(seed, splits[seed], cfg, cache, out, show_progress, bar)
+            _run_seed(seed, splits[seed], cfg, cache, out, show_progress, bar, sources.get(seed))
     runs, qual = _load_runs(cfg, out)
     summary = summarize(runs)
     results = {"config": asdict(cfg), "format": dataset.format, "machine": machine_info(), "versions": _versions(),
@@ -917,6 +1159,12 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--method-param", action="append", type=_method_param, default=[], metavar="METHOD.NAME=VALUE",
                    help="override one of a method's parameters (repeatable), e.g. texture_gan.steps=600; "
                         "VALUE is read as JSON, else as a string")
+    p.add_argument("--transfer-from", metavar="CATEGORY",
+                   help="also run every defect-learning method fitted on CATEGORY's few-shot defects and drawn on this "
+                        "category's good images (runs <method>@CATEGORY); detector and test set stay this category's")
+    p.add_argument("--transfer-types", type=_csv(str), default=[], metavar="TYPE,...",
+                   help="the transferred methods learn only these defect types (of --transfer-from, or without it of "
+                        "--category itself, e.g. Magnetic Tile: --transfer-types Crack)")
     p.add_argument("--threads", type=_at_least(1), help="torch CPU threads (default: torch's; 1 is best on a busy machine)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
@@ -975,6 +1223,8 @@ def _command_line(args: argparse.Namespace) -> str:
                         ("--n-synthetic", args.n_synthetic), ("--quality", args.quality),
                         ("--quality-images", args.quality_images), ("--threads", args.threads),
                         ("--embedded-counts", ",".join(map(str, args.embedded_counts or [])) or None),
+                        ("--transfer-from", getattr(args, "transfer_from", None)),
+                        ("--transfer-types", ",".join(getattr(args, "transfer_types", None) or []) or None),
                         ("--out", args.out)):
         if value not in (None, ""):
             parts += [flag, str(value)]
@@ -992,7 +1242,8 @@ def main(args: argparse.Namespace) -> int:
                             detector_name=args.detector, keep_aspect=not args.squash, patchcore=not args.no_patchcore,
                             quality=args.quality, quality_images=args.quality_images, overwrite=args.overwrite, embedded=_embedded_counts(args),
                             threads=args.threads, method_params=_method_params(args),
-                            command=_command_line(args))
+                            command=_command_line(args), transfer_from=args.transfer_from,
+                            transfer_types=args.transfer_types)
     out = Path(args.out)
     print((out / "results.md").read_text())
     print(f"wrote {out / 'results.json'}, {out / 'results.md'}, {out / 'pr_curves.png'}, {out / 'detections.png'} "

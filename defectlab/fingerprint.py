@@ -22,8 +22,12 @@ def _rel(path: Path, root: Path) -> str:
         return str(path)
 
 
-def _digest(obj) -> str:
+def digest(obj) -> str:
+    """SHA-256 of an object's canonical JSON."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+_digest = digest
 
 
 def file_table(dataset, category: str | None = None) -> dict[str, list]:

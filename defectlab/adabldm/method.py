@@ -122,10 +122,12 @@ class AdaBLDMMethod:
         res = self.pipeline.generate(_resize(good, s), small_mask, None if fg is None else _resize_mask(fg, s),
                                      rng=rng, object_name=self.object_name, defect_name=kind)
         out = res.image
-        if (H, W) != (s, s):  # back to the caller's size: generated pixels inside the mask, the original outside
-            big = cv2.resize(out, (W, H), interpolation=cv2.INTER_CUBIC)
-            big = np.clip(big[:, :, None] if big.ndim == 2 else big, 0, 1)
-            out = np.where(mask[:, :, None], big, good).astype(np.float32)
+        if (H, W) != (s, s):  # back to the caller's size
+            out = cv2.resize(out, (W, H), interpolation=cv2.INTER_CUBIC)
+            out = np.clip(out[:, :, None] if out.ndim == 2 else out, 0, 1)
+        # generated pixels inside the mask, the original outside (the mask covers every changed pixel; the
+        # adapted decoder only approximates the good image there)
+        out = np.where(mask[:, :, None], out, good).astype(np.float32)
         return Sample(out, mask, self._meta(res, kind))
 
     def _meta(self, res, kind: str, window=None) -> dict:

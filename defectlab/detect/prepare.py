@@ -81,12 +81,14 @@ def to_eval_frame(maps: np.ndarray, boxes: list[Box], size: int) -> np.ndarray:
 
 class ImageCache:
     """Loads each record once onto a `size x size` canvas (`keep_aspect`: letterbox, else squashed);
-    grey or RGB is fixed by the first image read. `eval_mask(record)`: the ground truth for scoring."""
+    grey or RGB is fixed by the first image read (or by `channels`: another category's images brought to the
+    channel count of the one benchmarked, grey replicated or RGB averaged). `eval_mask(record)`: the ground
+    truth for scoring."""
 
-    def __init__(self, size: int, keep_aspect: bool = True):
+    def __init__(self, size: int, keep_aspect: bool = True, channels: int | None = None):
         self.size = size
         self.keep_aspect = keep_aspect
-        self.channels: int | None = None
+        self.channels: int | None = channels
         self._items: dict[str, tuple[np.ndarray, np.ndarray, Box, np.ndarray]] = {}
 
     def _entry(self, record: Record):
@@ -156,11 +158,7 @@ def prepare_split(split: FewShotSplit, cache: ImageCache, show_progress: bool = 
         img, _ = cache.load(r)
         goods.append(img)
         fgs.append(foreground_for(r, img) & box_mask(cache.box(r), cache.size))
-    support = []
-    for r in split.support:
-        img, mask = cache.load(r)
-        if mask.any():
-            support.append(Sample(img, mask, {"source": r.key, "label": r.label}))
+    support = load_support(split.support, cache)
     test = split.test_records()
     loaded = [cache.load(r) for r in _bar(test, "test images", show_progress)]
     return PreparedSplit(goods, fgs, support, [im for im, _ in loaded], [cache.eval_mask(r) for r in test],
@@ -168,6 +166,17 @@ def prepare_split(split: FewShotSplit, cache: ImageCache, show_progress: bool = 
                          {"good_train": len(goods), "support": len(support), "good_test": len(split.good_test),
                           "heldout": len(split.heldout), "keep_aspect": cache.keep_aspect},
                          [cache.box(r) for r in test], cache.size, [m for _, m in loaded])
+
+
+def load_support(records: list[Record], cache: ImageCache) -> list[Sample]:
+    """Real defects as `Sample`s on their canvases (`meta`: the record key as `source`, its `label`); a
+    record whose mask is empty at this size is left out."""
+    support = []
+    for r in records:
+        img, mask = cache.load(r)
+        if mask.any():
+            support.append(Sample(img, mask, {"source": r.key, "label": r.label}))
+    return support
 
 
 def synthesize_pool(method, prepared: PreparedSplit, n: int, seed: int, name: str, tries: int = 5,

@@ -44,6 +44,7 @@ class CopyPaste:
         check_choice("copypaste", "blend", self.params.blend, ("hard", "feather", "poisson"))
         check_choice("copypaste", "on_fail", self.params.on_fail, ("clip", "raise"))
         self.defects: list[tuple[np.ndarray, np.ndarray]] = []
+        self.sources: list[str] = []  # each defect's record key (from a Sample's meta["source"]), "" if unknown
         if (source is None) != (mask is None):
             raise DefectlabError("copypaste: give both source= (defect image) and mask= (its defect mask), or neither")
         if source is not None:
@@ -59,14 +60,15 @@ class CopyPaste:
 
     def fit(self, goods, defects, rng=None, *, foregrounds=None):
         """Keep the real defects (`Sample`s, or (image, mask) pairs; empty masks are skipped); one is drawn per call."""
-        kept = []
+        kept, sources = [], []
         for i, d in enumerate(defects or []):
             image, mask = (d.image, d.mask) if isinstance(d, Sample) else d
             if np.asarray(mask).any():
                 kept.append(self._defect(image, mask, f"copypaste defects[{i}]"))
+                sources.append(str((d.meta or {}).get("source", "")) if isinstance(d, Sample) else "")
         if not kept:
             raise DefectlabError("copypaste: fit needs at least one real defect (image with a non-empty mask)")
-        self.defects = kept
+        self.defects, self.sources = kept, sources
         return self
 
     def __call__(self, image, rng: np.random.Generator, *, foreground=None, mask=None):
@@ -87,7 +89,9 @@ class CopyPaste:
         out = self._composite(img, match_channels(src_img, img.shape[2]), m, placed)
         full = cv2.warpAffine(src_mask.astype(np.uint8), m, (w, h), flags=cv2.INTER_NEAREST) > 0
         clipped = bool((full & ~placed).any())  # on_fail="clip" cut the defect to the foreground
-        return make_sample(self.name, out, placed, p, defect_index=index, affine=m.round(4).tolist(), clipped=clipped)
+        source = self.sources[index] if 0 <= index < len(self.sources) else ""
+        return make_sample(self.name, out, placed, p, defect_index=index, defect_source=source,
+                           affine=m.round(4).tolist(), clipped=clipped)
 
     def _composite(self, img, src, m, placed):
         """Warp the defect image with `m` (only over the placed box, for speed) and composite it."""

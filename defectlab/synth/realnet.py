@@ -42,6 +42,7 @@ class RealNetParams:
 @register("realnet_sdas", family="generative")
 class RealNetSDAS:
     needs_fit = True
+    uses_defects = False  # fit learns from the goods only (benchmark: no transferred row, it would repeat)
 
     def __init__(self, params: RealNetParams | None = None, **overrides):
         self.params = build_params(RealNetParams, params, overrides, "realnet_sdas")
