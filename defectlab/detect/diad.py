@@ -312,3 +312,24 @@ class DiAD:
             raise DefectlabError(f"{path}: not a saved DiAD detector ({exc})") from exc
         model.net.eval().requires_grad_(False)
         return model
+
+
+def noise_level_panels(model: DiAD, images: Sequence[np.ndarray], timesteps: Sequence[int]):
+    """For `viz.grid_figure`: one row per image, [input, then reconstruction and anomaly map at each timestep],
+    maps coloured on one scale (the largest value over every panel), and the column labels."""
+    import matplotlib
+
+    from ..imageio import resize_image
+    from ..viz import to_rgb
+
+    s = model.params.size
+    inputs = [to_rgb(resize_image(as_image(im), (s, s))) for im in images]
+    recs = {t: model.reconstruct(images, timestep=t) for t in timesteps}
+    maps = {t: model.predict(inputs, timestep=t)[0] for t in timesteps}
+    top = max(float(m.max()) for m in maps.values()) or 1.0
+    cmap = matplotlib.colormaps["inferno"]
+    rows = [[inputs[i]] + [p for t in timesteps for p in (to_rgb(np.clip(recs[t][i], 0, 1)),
+                                                         cmap(maps[t][i] / top)[:, :, :3].astype(np.float32))]
+            for i in range(len(images))]
+    labels = ["input"] + [f"{kind} t={t}" for t in timesteps for kind in ("reconstruction", "map")]
+    return rows, labels
