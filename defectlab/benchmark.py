@@ -117,6 +117,12 @@ def _validate(cfg: BenchmarkConfig):
     for m in cfg.methods:
         registry.get(m)  # unknown name -> DefectlabError listing the known ones
     for m, params in cfg.method_params.items():
+        if m == DIAD and cfg.diad:  # the DiAD row's parameters (DiADParams), e.g. diad.steps=300
+            from .detect import DiAD, DiADParams
+
+            check_overrides(m, DiADParams, params)
+            DiAD(**params)
+            continue
         if m not in cfg.methods:
             raise DefectlabError(f"--method-param: {m!r} is not among --methods ({', '.join(cfg.methods)})")
         try:
@@ -366,7 +372,7 @@ def _diad_run(seed: int, cfg: BenchmarkConfig, prepared, out: Path, show_progres
     from .detect.prepare import stable_id
 
     t0 = time.time()
-    model = DiAD().fit(prepared.goods, np.random.default_rng([seed, stable_id(DIAD)]), show_progress=show_progress)
+    model = DiAD(**cfg.method_params.get(DIAD, {})).fit(prepared.goods, np.random.default_rng([seed, stable_id(DIAD)]), show_progress=show_progress)
     return _score_and_test(DIAD, seed, cfg, prepared, model.score, time.time() - t0, out,
                            detector="DiAD guided diffusion reconstruction (no defects)",
                            batch_fn=lambda images: model.predict(images, show_progress=show_progress)[0])
@@ -937,7 +943,8 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="with --format embedded: good training images, good test images and defects per type "
                         "to build (e.g. 60,20,15; the small default allows --shots <= 2)")
     p.add_argument("--method-param", action="append", type=_method_param, default=[], metavar="METHOD.NAME=VALUE",
-                   help="override one of a method's parameters (repeatable), e.g. texture_gan.steps=600; "
+                   help="override one of a method's parameters (repeatable), e.g. texture_gan.steps=600 "
+                        "(and of the --diad row: diad.steps=300); "
                         "VALUE is read as JSON, else as a string")
     p.add_argument("--threads", type=_at_least(1), help="torch CPU threads (default: torch's; 1 is best on a busy machine)")
     p.add_argument("--out", required=True, help="output folder")
