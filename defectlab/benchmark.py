@@ -11,7 +11,8 @@ support set); train one detector per run (default: the DeSTSeg-style `DeSTSegDet
 pretrained EfficientNet-Lite0; `--detector unet`: the compact from-scratch U-Net) and test it on
 held-out defects plus held-out good images. Images keep their aspect ratio (long side = `--size`,
 zero-padded to a square; see `defectlab.detect.prepare`). Runs: `patchcore` (no defects at all: a
-memory bank of good patches), `fewshot` (real few-shot defects only), `<method>` (its synthetic
+memory bank of good patches), `diad` with `--diad` (no defects either: guided latent-diffusion reconstruction,
+`defectlab.detect.diad`), `fewshot` (real few-shot defects only), `<method>` (its synthetic
 defects only) and `<method>+fewshot` (both); the detectors of one seed start from the same
 initialisation, so `fewshot` vs `<method>+fewshot` is a paired comparison. Feature-space methods
 (SimpleNet, GLASS global) make their anomalies in feature space and are detectors themselves: their
@@ -54,6 +55,7 @@ from .progress import progress, tqdm
 
 FEWSHOT = "fewshot"
 PATCHCORE = "patchcore"
+DIAD = "diad"
 DETECTORS = ("destseg", "unet")
 # config keys that must match for an interrupted benchmark to resume (methods and seeds may grow)
 _RESUME_KEYS = ("data", "format", "category", "shots", "size", "steps", "n_synthetic", "detector", "embedded",
@@ -80,6 +82,7 @@ class BenchmarkConfig:
     detector_name: str = "destseg"  # destseg (pretrained teacher) | unet (from scratch)
     keep_aspect: bool = True  # False: squash every image to the square (the protocol before the letterbox)
     patchcore: bool = True  # the unsupervised PatchCore row
+    diad: bool = False  # the unsupervised DiAD reconstruction row (off by default: it trains a diffusion model)
     grid_images: int = 5  # test images shown in detections.png
     embedded: dict = field(default_factory=dict)  # build_embedded counts (n_train, n_test_good, n_test_defect)
     method_params: dict = field(default_factory=dict)  # {method: {parameter: value}} over its published defaults
@@ -89,6 +92,7 @@ class BenchmarkConfig:
 
     def run_names(self) -> list[str]:
         names = [PATCHCORE] if self.patchcore else []
+        names += [DIAD] if self.diad else []
         names += [FEWSHOT] if self.shots > 0 else []
         for m in self.methods:
             names += [m, f"{m}+{FEWSHOT}"] if self.shots > 0 and not scores_itself(m) else [m]
@@ -172,6 +176,12 @@ def _validate(cfg: BenchmarkConfig):
     for m in cfg.methods:
         registry.get(m)  # unknown name -> DefectlabError listing the known ones
     for m, params in cfg.method_params.items():
+        if m == DIAD and cfg.diad:  # the DiAD row's parameters (DiADParams), e.g. diad.steps=300
+            from .detect import DiAD, DiADParams
+
+            check_overrides(m, DiADParams, params)
+            DiAD(**params)
+            continue
         if m not in cfg.methods:
             raise DefectlabError(f"--method-param: {m!r} is not among --methods ({', '.join(cfg.methods)})")
         try:
@@ -458,12 +468,14 @@ def _train_and_test(run: str, seed: int, cfg: BenchmarkConfig, prepared, defects
 
 
 def _score_and_test(run: str, seed: int, cfg: BenchmarkConfig, prepared, score_fn, fit_seconds: float, out: Path,
-                    detector: str = "the method's own score()") -> dict:
-    """Test a method through its own anomaly maps (feature-space methods, PatchCore). They are min-max
+                    detector: str = "the method's own score()", batch_fn=None) -> dict:
+    """Test a method through its own anomaly maps (feature-space methods, PatchCore, DiAD; `batch_fn(images)` ->
+    maps instead of one `score_fn(image)` call per image). They are min-max
     scaled over the whole test set into [0, 1] (one monotone map: the rank metrics do not change) for the
     PR curves; the image score is the map's maximum (SimpleNet Sec. 3.6, PatchCore Sec. 3.3)."""
     t1 = time.time()
-    raw = prepared.eval_maps(np.stack([score_fn(im) for im in prepared.test_images]).astype(np.float32))
+    raw = batch_fn(prepared.test_images) if batch_fn else np.stack([score_fn(im) for im in prepared.test_images])
+    raw = prepared.eval_maps(np.asarray(raw, np.float32))
     lo, hi = float(raw.min()), float(raw.max())
     maps = (raw - lo) / (hi - lo) if hi > lo else np.zeros_like(raw)
     scores = maps.reshape(len(maps), -1).max(axis=1)
@@ -479,6 +491,17 @@ def _patchcore_run(seed: int, cfg: BenchmarkConfig, prepared, out: Path, show_pr
     model = PatchCore().fit(prepared.goods, np.random.default_rng([seed, stable_id(PATCHCORE)]), show_progress=show_progress)
     return _score_and_test(PATCHCORE, seed, cfg, prepared, model.score, time.time() - t0, out,
                            detector="PatchCore memory bank (no defects)")
+
+
+def _diad_run(seed: int, cfg: BenchmarkConfig, prepared, out: Path, show_progress: bool) -> dict:
+    from .detect import DiAD
+    from .detect.prepare import stable_id
+
+    t0 = time.time()
+    model = DiAD(**cfg.method_params.get(DIAD, {})).fit(prepared.goods, np.random.default_rng([seed, stable_id(DIAD)]), show_progress=show_progress)
+    return _score_and_test(DIAD, seed, cfg, prepared, model.score, time.time() - t0, out,
+                           detector="DiAD guided diffusion reconstruction (no defects)",
+                           batch_fn=lambda images: model.predict(images, show_progress=show_progress)[0])
 
 
 def _test_and_record(run, seed, cfg, prepared, maps, scores, top_k, train_seconds, test_seconds, extra, out) -> dict:
@@ -644,6 +667,9 @@ def _run_seed(seed: int, split, cfg: BenchmarkConfig, cache, out: Path, show_pro
     bar.update(len(cfg.run_names()) - len(todo))
     if PATCHCORE in todo:
         _patchcore_run(seed, cfg, ready(), out, show_progress)
+        bar.update()
+    if DIAD in todo:
+        _diad_run(seed, cfg, ready(), out, show_progress)
         bar.update()
     if FEWSHOT in todo:
         _train_and_test(FEWSHOT, seed, cfg, ready(), ready().support, out, show_progress)
@@ -1043,7 +1069,7 @@ def _markdown(cfg: BenchmarkConfig, results: dict) -> str:
 def run_benchmark(data: str | Path | None, category: str, methods: Sequence[str], out: str | Path, *,
                   format: str = "auto", shots: int = 10, seeds: Sequence[int] = (0, 1, 2), size: int = 256,
                   steps: int = 400, n_synthetic: int = 200, quality: bool | str = "all", detector: dict | None = None,
-                  detector_name: str = "destseg", keep_aspect: bool = True, patchcore: bool = True,
+                  detector_name: str = "destseg", keep_aspect: bool = True, patchcore: bool = True, diad: bool = False,
                   embedded: dict | None = None, quality_images: int = 100, threads: int | None = None, overwrite: bool = False,
                   method_params: dict | None = None, show_progress: bool = True, command: str | None = None,
                   transfer_from: str | None = None, transfer_types: Sequence[str] = ()) -> dict:
@@ -1062,14 +1088,14 @@ def run_benchmark(data: str | Path | None, category: str, methods: Sequence[str]
     with torch_threads(threads):
         return _run_benchmark(data, category, methods, out, format=format, shots=shots, seeds=seeds, size=size,
                               steps=steps, n_synthetic=n_synthetic, quality=quality, detector=detector,
-                              detector_name=detector_name, keep_aspect=keep_aspect, patchcore=patchcore,
+                              detector_name=detector_name, keep_aspect=keep_aspect, patchcore=patchcore, diad=diad,
                               embedded=embedded, quality_images=quality_images, overwrite=overwrite,
                               method_params=method_params, show_progress=show_progress, command=command,
                               transfer_from=transfer_from, transfer_types=transfer_types)
 
 
 def _run_benchmark(data, category, methods, out, *, format, shots, seeds, size, steps, n_synthetic, quality, detector,
-                   detector_name, keep_aspect, patchcore,
+                   detector_name, keep_aspect, patchcore, diad,
                    embedded, quality_images, overwrite, method_params, show_progress, command,
                    transfer_from, transfer_types) -> dict:
     from .bench import machine_info
@@ -1082,7 +1108,7 @@ def _run_benchmark(data, category, methods, out, *, format, shots, seeds, size, 
                           steps=int(steps), n_synthetic=int(n_synthetic),
                           quality={True: "all", False: "none"}.get(quality, quality), quality_images=int(quality_images),
                           detector=dict(detector or {}), detector_name=detector_name, keep_aspect=bool(keep_aspect),
-                          patchcore=bool(patchcore), embedded=dict(embedded or {}),
+                          patchcore=bool(patchcore), diad=bool(diad), embedded=dict(embedded or {}),
                           method_params={m: dict(v) for m, v in (method_params or {}).items()}, command=command,
                           transfer_from=transfer_from or None, transfer_types=list(transfer_types or []))
     dataset, splits = _validate(cfg)
@@ -1145,6 +1171,8 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--detector", choices=DETECTORS, default="destseg",
                    help="destseg: DeSTSeg-style, pretrained EfficientNet-Lite0 teacher (default); unet: compact U-Net from scratch")
     p.add_argument("--no-patchcore", action="store_true", help="leave out the unsupervised PatchCore row")
+    p.add_argument("--diad", action="store_true",
+                   help="add the unsupervised DiAD row (guided latent-diffusion reconstruction; trains minutes on a CPU)")
     p.add_argument("--steps", type=_at_least(1), default=400,
                    help="detector training steps per run (destseg: per stage; default 400)")
     p.add_argument("--n-synthetic", type=_at_least(1), default=200, help="synthetic defects per method and seed (default 200)")
@@ -1157,7 +1185,8 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="with --format embedded: good training images, good test images and defects per type "
                         "to build (e.g. 60,20,15; the small default allows --shots <= 2)")
     p.add_argument("--method-param", action="append", type=_method_param, default=[], metavar="METHOD.NAME=VALUE",
-                   help="override one of a method's parameters (repeatable), e.g. texture_gan.steps=600; "
+                   help="override one of a method's parameters (repeatable), e.g. texture_gan.steps=600 "
+                        "(and of the --diad row: diad.steps=300); "
                         "VALUE is read as JSON, else as a string")
     p.add_argument("--transfer-from", metavar="CATEGORY",
                    help="also run every defect-learning method fitted on CATEGORY's few-shot defects and drawn on this "
@@ -1232,6 +1261,7 @@ def _command_line(args: argparse.Namespace) -> str:
         parts += ["--method-param", f"{method}.{name}={value if isinstance(value, str) else json.dumps(value)}"]
     parts += ["--squash"] if args.squash else []
     parts += ["--no-patchcore"] if args.no_patchcore else []
+    parts += ["--diad"] if getattr(args, "diad", False) else []
     parts += ["--overwrite"] if args.overwrite else []
     return shlex.join(parts)
 
@@ -1240,7 +1270,7 @@ def main(args: argparse.Namespace) -> int:
     results = run_benchmark(args.data, args.category, args.methods, args.out, format=args.format, shots=args.shots,
                             seeds=args.seeds, size=args.size, steps=args.steps, n_synthetic=args.n_synthetic,
                             detector_name=args.detector, keep_aspect=not args.squash, patchcore=not args.no_patchcore,
-                            quality=args.quality, quality_images=args.quality_images, overwrite=args.overwrite, embedded=_embedded_counts(args),
+                            diad=args.diad, quality=args.quality, quality_images=args.quality_images, overwrite=args.overwrite, embedded=_embedded_counts(args),
                             threads=args.threads, method_params=_method_params(args),
                             command=_command_line(args), transfer_from=args.transfer_from,
                             transfer_types=args.transfer_types)
