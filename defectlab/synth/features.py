@@ -235,7 +235,7 @@ class FeatureSpaceMethod:
             fake = self._negatives(true, idx, gen)
             # one batch through the discriminator, as SimpleNet's and GLASS's code: BatchNorm over the normal
             # and the synthetic features together. Two separate passes would normalise each set by its own
-            # statistics, which erases most of what tells them apart (measured: no learning at all).
+            # statistics, which hides much of what tells them apart (GLASS on Magnetic Tile: pixel AUROC 0.46 -> 0.74).
             scores = self.discriminator_(torch.cat([true, fake]))
             loss = self._loss(scores[:len(true)], scores[len(true):])
             opt_a.zero_grad(), opt_d.zero_grad()
