@@ -30,7 +30,7 @@ from ..errors import DefectlabError
 from ..metrics.detection import image_scores
 from ..progress import progress, tqdm
 from ..sample import Sample, as_image, as_mask, torch_generator
-from .detector import match_channels, torch_threads
+from .detector import match_channels, read_state, torch_threads, write_state
 
 
 @dataclass
@@ -387,24 +387,11 @@ class DeSTSegDetector:
     def save(self, path) -> str:
         """Write the trained student and head atomically (the teacher is the packaged backbone);
         returns the file's SHA-256 (pass it to `load`)."""
-        from ..imageio import atomic_write_bytes
-
-        data = self.state_bytes()
-        atomic_write_bytes(path, data)
-        return hashlib.sha256(data).hexdigest()
+        return write_state(path, self.state_bytes())
 
     @classmethod
     def load(cls, path, sha256: str | None = None) -> "DeSTSegDetector":
-        import torch
-
-        from ..imageio import sha256_file
-
-        if sha256 is not None and sha256_file(path) != sha256:
-            raise DefectlabError(f"{path}: SHA-256 differs from the expected {sha256}")
-        try:
-            blob = torch.load(path, weights_only=True, map_location="cpu")
-        except Exception as exc:  # noqa: BLE001 - unpickling errors come in many types
-            raise DefectlabError(f"{path}: not a saved DeSTSeg detector ({exc})") from exc
+        blob = read_state(path, sha256, "DeSTSeg detector")
         params = dict(blob["params"], strides=tuple(blob["params"]["strides"]))
         det = cls(DeSTSegParams(**params))
         det.channels = int(blob["channels"])

@@ -206,27 +206,37 @@ class SegmentationDetector:
 
     def save(self, path) -> str:
         """Write the trained network atomically; returns the file's SHA-256 (pass it to `load`)."""
-        from ..imageio import atomic_write_bytes
-
-        data = self.state_bytes()
-        atomic_write_bytes(path, data)
-        return hashlib.sha256(data).hexdigest()
+        return write_state(path, self.state_bytes())
 
     @classmethod
     def load(cls, path, sha256: str | None = None) -> "SegmentationDetector":
-        import torch
-
-        from ..imageio import sha256_file
-
-        if sha256 is not None and sha256_file(path) != sha256:
-            raise DefectlabError(f"{path}: SHA-256 differs from the expected {sha256}")
-        try:
-            blob = torch.load(path, weights_only=True, map_location="cpu")
-        except Exception as exc:  # noqa: BLE001 - unpickling errors come in many types
-            raise DefectlabError(f"{path}: not a saved detector ({exc})") from exc
+        blob = read_state(path, sha256, "detector")
         det = cls(DetectorParams(**blob["params"]))
         det.channels = int(blob["channels"])
         det.net = CompactUNet(det.channels, det.params.base_channels, det.params.depth)
         det.net.load_state_dict(blob["state"])
         det.net.to(det.device).eval()
         return det
+
+
+def write_state(path, data: bytes) -> str:
+    """A detector's saved state (`state_bytes()`), written atomically; returns its SHA-256 (for `read_state`)."""
+    from ..imageio import atomic_write_bytes
+
+    atomic_write_bytes(path, data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_state(path, sha256: str | None, what: str) -> dict:
+    """The dict a detector saved with `write_state`: SHA-256 checked first when given, loaded `weights_only`;
+    a file torch cannot read is a DefectlabError naming it "not a saved <what>"."""
+    import torch
+
+    from ..imageio import sha256_file
+
+    if sha256 is not None and sha256_file(path) != sha256:
+        raise DefectlabError(f"{path}: SHA-256 differs from the expected {sha256}")
+    try:
+        return torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as exc:  # noqa: BLE001 - unpickling errors come in many types
+        raise DefectlabError(f"{path}: not a saved {what} ({exc})") from exc

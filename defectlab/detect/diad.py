@@ -27,7 +27,7 @@ import numpy as np
 from ..errors import DefectlabError
 from ..progress import progress
 from ..sample import as_image
-from .detector import torch_threads
+from .detector import read_state, torch_threads, write_state
 
 
 @dataclass
@@ -285,22 +285,12 @@ class DiAD:
     def save(self, path) -> str:
         """Write the trained UNet and SG network atomically (the autoencoder and the backbone are the checked
         weight files); returns the file's SHA-256 (pass it to `load`)."""
-        from ..imageio import atomic_write_bytes
-
-        data = self.state_bytes()
-        atomic_write_bytes(path, data)
-        return hashlib.sha256(data).hexdigest()
+        return write_state(path, self.state_bytes())
 
     @classmethod
     def load(cls, path, sha256: str | None = None) -> "DiAD":
-        import torch
-
-        from ..imageio import sha256_file
-
-        if sha256 is not None and sha256_file(path) != sha256:
-            raise DefectlabError(f"{path}: SHA-256 differs from the expected {sha256}")
+        blob = read_state(path, sha256, "DiAD detector")
         try:
-            blob = torch.load(path, weights_only=True, map_location="cpu")
             params = {k: (tuple(v) if k in _TUPLES else v) for k, v in blob["params"].items()}
             model = cls(DiADParams(**params))
             model.channels, model.noise_seed = int(blob["channels"]), int(blob["noise_seed"])
