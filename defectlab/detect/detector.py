@@ -240,3 +240,14 @@ def read_state(path, sha256: str | None, what: str) -> dict:
         return torch.load(path, weights_only=True, map_location="cpu")
     except Exception as exc:  # noqa: BLE001 - unpickling errors come in many types
         raise DefectlabError(f"{path}: not a saved {what} ({exc})") from exc
+
+
+def unsupervised_goods(goods, rng, max_goods: int, who: str) -> tuple[list, np.ndarray]:
+    """The good images an unsupervised detector (PatchCore, DiAD) is given, checked, and the sorted indices of at
+    most `max_goods` of them, chosen by `rng`, that it fits on."""
+    if rng is None:
+        raise DefectlabError(f"{who}.fit needs an explicit numpy Generator `rng`")
+    if not goods:
+        raise DefectlabError(f"{who}.fit: no good images")
+    goods = [as_image(g, f"goods[{i}]") for i, g in enumerate(goods)]
+    return goods, np.sort(rng.permutation(len(goods))[:max_goods])

@@ -27,7 +27,7 @@ import numpy as np
 from ..errors import DefectlabError
 from ..progress import progress
 from ..sample import as_image
-from .detector import read_state, torch_threads, write_state
+from .detector import read_state, torch_threads, unsupervised_goods, write_state
 
 
 @dataclass
@@ -132,14 +132,9 @@ class DiAD:
 
         from ..sample import torch_generator
 
-        if rng is None:
-            raise DefectlabError("DiAD.fit needs an explicit numpy Generator `rng`")
-        if not goods:
-            raise DefectlabError("DiAD.fit: no good images")
         p = self.params
-        goods = [as_image(g, f"goods[{i}]") for i, g in enumerate(goods)]
+        goods, keep = unsupervised_goods(goods, rng, p.max_goods, "DiAD")
         self.channels = goods[0].shape[2]
-        keep = np.sort(rng.permutation(len(goods))[:p.max_goods])
         self.noise_seed = int(rng.integers(2**62))
         gen = torch_generator(rng)
         with torch_threads(p.num_threads):

@@ -17,7 +17,7 @@ from ..errors import DefectlabError
 from ..progress import progress
 from ..sample import as_image, torch_generator
 from .destseg import teacher_features
-from .detector import match_channels, torch_threads
+from .detector import match_channels, torch_threads, unsupervised_goods
 
 
 @dataclass
@@ -75,14 +75,9 @@ class PatchCore:
         """Build the memory bank from (at most `max_goods` of) the good images; defects are not used."""
         import torch
 
-        if rng is None:
-            raise DefectlabError("PatchCore.fit needs an explicit numpy Generator `rng`")
-        if not goods:
-            raise DefectlabError("PatchCore.fit: no good images")
         p = self.params
-        goods = [as_image(g, f"goods[{i}]") for i, g in enumerate(goods)]
+        goods, keep = unsupervised_goods(goods, rng, p.max_goods, "PatchCore")
         self.channels = goods[0].shape[2]
-        keep = np.sort(rng.permutation(len(goods))[:p.max_goods])
         with torch.no_grad(), torch_threads(p.num_threads):
             feats = self._patches([match_channels(goods[i], self.channels) for i in keep])
             flat = feats.reshape(-1, feats.shape[-1])
