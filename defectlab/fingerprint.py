@@ -27,9 +27,6 @@ def digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-_digest = digest
-
-
 def file_table(dataset, category: str | None = None) -> dict[str, list]:
     """{path relative to the data set root: [size in bytes, sha256]} for every image and mask of `category`."""
     root = Path(dataset.root)
@@ -53,8 +50,8 @@ def split_table(split) -> dict[str, list[str]]:
 def data_fingerprint(dataset, category: str | None, splits: dict) -> dict:
     """{"files": {rel: [size, sha256]}, "files_sha256": digest, "splits": {seed: digest}}."""
     files = file_table(dataset, category)
-    return {"files": files, "files_sha256": _digest(files),
-            "splits": {str(seed): _digest(split_table(s)) for seed, s in splits.items()}}
+    return {"files": files, "files_sha256": digest(files),
+            "splits": {str(seed): digest(split_table(s)) for seed, s in splits.items()}}
 
 
 def summary(fp: dict) -> dict:
