@@ -117,3 +117,17 @@ def test_score_map_ranks_an_obvious_defect_higher(cls, goods, shared_root):
     amap = m.score(_defective(heldout))
     assert amap.shape == (64, 64) and amap.dtype == np.float32
     assert m.image_score(_defective(heldout)) > m.image_score(heldout)
+
+
+def test_standardize_makes_the_noise_relative_to_each_channel(goods):
+    """With `standardize`, the encoder's features of the good images enter the adaptor with zero mean and unit
+    std per channel (so `noise_std` is relative to the features' spread), and a fitted method scores as before."""
+    from defectlab.synth.features import encode
+
+    m = SimpleNet(**TINY, standardize=True).fit(goods, [], np.random.default_rng(0))
+    z = (encode(m.encoder_, goods, m.size_) - m.feature_mean_) / m.feature_std_
+    assert torch.allclose(z.mean(dim=(0, 2, 3)), torch.zeros(z.shape[1]), atol=1e-4)
+    assert torch.allclose(z.std(dim=(0, 2, 3)), torch.ones(z.shape[1]), atol=1e-3)
+    raw = SimpleNet(**TINY).fit(goods, [], np.random.default_rng(0))
+    assert not np.allclose(m.adapted_features(goods[0]), raw.adapted_features(goods[0]))  # the switch is used
+    assert m.score(goods[0]).shape == goods[0].shape[:2]

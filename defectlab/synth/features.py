@@ -186,6 +186,7 @@ class FeatureParams:
     max_goods: int = 200  # ours: cap on images encoded in fit
     quick_max_goods: int = 16  # ours
     encoder: object = "efficientnet-lite0"  # "efficientnet-lite0" | "taef2" | "random" | torch module
+    standardize: bool = False  # ours: z-score each channel on the good images, so noise_std is relative to its spread
 
 
 class FeatureSpaceMethod:
@@ -214,6 +215,10 @@ class FeatureSpaceMethod:
         self.size_ = work(p.image_size, p.quick_image_size)
         self.encoder_ = load_feature_encoder(p.encoder)
         feats = encode(self.encoder_, goods, self.size_)  # (N, D, h, w)
+        if p.standardize:  # the papers' sigma was set for WRN-50 features; other encoders differ in scale
+            self.feature_mean_ = feats.mean(dim=(0, 2, 3), keepdim=True)
+            self.feature_std_ = feats.std(dim=(0, 2, 3), keepdim=True).clamp(min=1e-6)
+            feats = (feats - self.feature_mean_) / self.feature_std_
         self.grid_ = tuple(feats.shape[-2:])
         dim = feats.shape[1]
         with seeded_init(rng):
@@ -265,7 +270,10 @@ class FeatureSpaceMethod:
         require_fitted(self, "adapted_features")
         image = as_image(image)
         with torch.no_grad():
-            f = encode(self.encoder_, [image], self.size_)[0].permute(1, 2, 0)
+            f = encode(self.encoder_, [image], self.size_)
+            if self.params.standardize:
+                f = (f - self.feature_mean_) / self.feature_std_
+            f = f[0].permute(1, 2, 0)
             return self.adaptor_(f.reshape(-1, f.shape[-1])).reshape(*f.shape[:2], -1).numpy()
 
     def synthesize_features(self, image: np.ndarray, rng: np.random.Generator, cells: np.ndarray | None = None):

@@ -1,0 +1,146 @@
+"""Learning curve of the benchmark's default detector (DeSTSeg-style) trained on the real few-shot defects only
+(`fewshot`): test metrics after 100 ... 1600 optimiser steps per stage, on Magnetic Tile, one seed per call.
+Evidence for issue 16 (is the `fewshot` goal a step-budget problem?), not a goal itself.
+
+    python benchmarks/detector_learning_curve.py --data ../shared/datasets/magnetic_tile --seed 0 \
+        --steps 100,200,400,800,1600 --out outputs/learning_curve
+    python benchmarks/detector_learning_curve.py --report outputs/learning_curve \
+        --json benchmarks/results/detector_learning_curve_magnetic_tile.json
+
+Each point is one detector trained from scratch with `student_steps = seg_steps = steps` and the benchmark's
+generators for the `fewshot` run of that seed (the 400-step point is the benchmark's own `fewshot` run). One JSON
+file per (seed, steps) under --out, written atomically: a stopped call resumes where it stopped. The teacher's
+features are computed once per call and shared by every point.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+METRICS = ("image_auroc", "pixel_auroc", "pixel_ap", "iap", "iap90", "aupro")
+
+
+def _point_file(out: Path, seed: int, steps: int) -> Path:
+    return out / f"seed{seed}_steps{steps}.json"
+
+
+def run(args) -> None:
+    import torch
+
+    from defectlab import benchmark as b
+    from defectlab.bench import machine_info
+    from defectlab.detect import DeSTSegDetector
+    from defectlab.detect.prepare import ImageCache, prepare_split, stable_id
+    from defectlab.metrics.detection import evaluate
+    from defectlab.imageio import atomic_write_bytes
+
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = b.BenchmarkConfig(data=args.data, format="magnetic_tile", category="magnetic_tile", methods=[],
+                            seeds=[args.seed], size=args.size, shots=args.shots)
+    _, splits = b._validate(cfg)
+    prepared = prepare_split(splits[args.seed], ImageCache(args.size, keep_aspect=True), show_progress=False)
+    masks = np.stack(prepared.test_masks)
+    for steps in args.steps:
+        path = _point_file(out, args.seed, steps)
+        if path.is_file():
+            print(f"seed {args.seed} steps {steps}: done before", flush=True)
+            continue
+        t0 = time.time()
+        det = DeSTSegDetector(student_steps=steps, seg_steps=steps)
+        det.fit(prepared.goods, prepared.support, np.random.default_rng([args.seed, stable_id("fewshot")]),
+                init_rng=np.random.default_rng([args.seed, 0]), foregrounds=prepared.foregrounds,
+                show_progress=False)
+        t1 = time.time()
+        maps, scores = det.predict(prepared.test_images)
+        metrics = evaluate(masks, prepared.eval_maps(maps), scores=scores, top_k=det.params.top_k)
+        every = max(1, steps // 50)  # at most ~50 points of each loss curve, each a mean over `every` steps
+        curve = lambda losses: [float(np.mean(losses[i:i + every])) for i in range(0, len(losses), every)]  # noqa: E731
+        point = {"seed": args.seed, "steps": steps, "metrics": {k: float(metrics[k]) for k in METRICS},
+                 "student_loss": curve(det.student_losses), "seg_loss": curve(det.seg_losses), "loss_every": every,
+                 "train_seconds": round(t1 - t0, 1), "test_seconds": round(time.time() - t1, 1),
+                 "machine": machine_info(), "command": args.command}
+        atomic_write_bytes(path, json.dumps(point, indent=1).encode())
+        print(f"seed {args.seed} steps {steps}: " + ", ".join(f"{k} {point['metrics'][k]:.3f}" for k in METRICS)
+              + f" ({point['train_seconds']:.0f} s train)", flush=True)
+
+
+def report(args) -> None:
+    from defectlab.imageio import atomic_write_bytes
+
+    points = [json.loads(p.read_text()) for p in sorted(Path(args.report).glob("seed*_steps*.json"))]
+    by_steps: dict[int, list] = {}
+    for p in points:
+        by_steps.setdefault(p["steps"], []).append(p)
+    print("| steps per stage | seeds | " + " | ".join(METRICS) + " | student loss last | seg loss last | train s |")
+    print("|---|---|" + "---|" * (len(METRICS) + 3))
+    rows = []
+    for steps in sorted(by_steps):
+        ps = sorted(by_steps[steps], key=lambda p: p["seed"])
+        row = {"steps": steps, "seeds": [p["seed"] for p in ps]}
+        cells = []
+        for k in METRICS:
+            v = np.array([p["metrics"][k] for p in ps])
+            row[k] = {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else None}
+            cells.append(f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" if len(v) > 1 else f"{v.mean():.3f}")
+        s_last = np.mean([p["student_loss"][-1] for p in ps])
+        g_last = np.mean([p["seg_loss"][-1] for p in ps])
+        t = np.mean([p["train_seconds"] for p in ps])
+        print(f"| {steps} | {','.join(map(str, row['seeds']))} | " + " | ".join(cells)
+              + f" | {s_last:.3f} | {g_last:.3f} | {t:.0f} |")
+        rows.append(row)
+    if args.json:
+        atomic_write_bytes(Path(args.json), json.dumps({"table": rows, "points": points}, indent=1).encode())
+    if args.figure:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), dpi=90)
+        xs = [r["steps"] for r in rows]
+        for k in ("pixel_auroc", "pixel_ap", "image_auroc", "aupro"):
+            m = np.array([r[k]["mean"] for r in rows])
+            s = np.array([r[k]["std"] or 0.0 for r in rows])
+            axes[0].errorbar(xs, m, yerr=s, marker="o", capsize=3, label=k)
+        axes[0].axhline(0.90, ls=":", c="C0", lw=1)
+        axes[0].axhline(0.35, ls=":", c="C1", lw=1)
+        axes[0].set(xscale="log", xlabel="steps per stage", ylabel="test metric (mean ± std over seeds)")
+        axes[0].legend(fontsize=7)
+        for p in points:
+            if p["steps"] == max(xs):
+                steps = np.arange(len(p["seg_loss"])) * p["loss_every"]
+                axes[1].plot(steps, p["student_loss"], c="C0", alpha=.6, label="student" if p["seed"] == 0 else None)
+                axes[1].plot(steps, p["seg_loss"], c="C3", alpha=.6, label="segmentation" if p["seed"] == 0 else None)
+        axes[1].set(xlabel="step", ylabel="training loss", title=f"{max(xs)} steps, each seed")
+        axes[1].legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(args.figure)
+
+
+def main() -> None:
+    import sys
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--steps", type=lambda t: [int(x) for x in t.split(",")], default=[100, 200, 400, 800, 1600])
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--shots", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", default="outputs/learning_curve")
+    ap.add_argument("--report", metavar="FOLDER", help="print the table of the points in FOLDER (trains nothing)")
+    ap.add_argument("--json", help="with --report: write the table and points here")
+    ap.add_argument("--figure", help="with --report: save the curves here (PNG)")
+    args = ap.parse_args()
+    args.command = " ".join(["python"] + sys.argv)
+    report(args) if args.report else run(args)
+
+
+if __name__ == "__main__":
+    main()
