@@ -237,7 +237,7 @@ def test_a_checkpoint_trained_on_a_test_image_is_refused(tiny_root, monkeypatch)
     """AdaBLDM with `checkpoint=`: the benchmark refuses a model whose training defects include a held-out image."""
     from types import SimpleNamespace
 
-    from defectlab import benchmark, registry
+    from defectlab import benchmark, methods
     from defectlab.adabldm import checkpoint
 
     ds = defectlab.data.open_dataset(tiny_root, "mvtec")
@@ -246,7 +246,7 @@ def test_a_checkpoint_trained_on_a_test_image_is_refused(tiny_root, monkeypatch)
     monkeypatch.setattr(checkpoint, "training_sources", lambda folder: [leaked])
     monkeypatch.setattr(checkpoint, "resolve", lambda folder: folder)
     fake = SimpleNamespace(params=SimpleNamespace(checkpoint="runs/adabldm"), needs_fit=False)
-    monkeypatch.setattr(registry, "create", lambda name, **kw: fake)
+    monkeypatch.setattr(methods, "create", lambda name, **kw: fake)
     with pytest.raises(DefectlabError, match="trained on held-out test image"):
         benchmark._build_method("adabldm", prep, 0)
     monkeypatch.setattr(checkpoint, "training_sources", lambda folder: [])

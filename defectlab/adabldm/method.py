@@ -41,7 +41,7 @@ class AdaBLDMMethod:
     needs_fit = True
 
     def __init__(self, params: AdaBLDMMethodParams | None = None, **overrides):
-        from ..synth._handcrafted import build_params  # here: defectlab.synth imports this module
+        from ..synth.base import build_params
 
         p = build_params(AdaBLDMMethodParams, params, overrides, "adabldm")
         self.params = _quick(p) if quick_mode() else p
@@ -52,7 +52,7 @@ class AdaBLDMMethod:
         self.object_name = self.params.object_name
 
     def fit(self, goods, defects, rng: np.random.Generator, *, foregrounds=None) -> "AdaBLDMMethod":
-        from ..synth.training import check_goods, require_defects
+        from ..synth.learned import check_goods, require_defects
         from .checkpoint import load_model
         from .model import AdaBLDMModel
         from .pairs import make_pairs, names_of
@@ -95,7 +95,7 @@ class AdaBLDMMethod:
         """A defect of `defect_type` (default: a learned type at random) in `mask` (default: a real support
         mask of that type, turned and moved into the foreground)."""
         from .. import masks
-        from ..synth.training import require_fitted
+        from ..synth.learned import require_fitted
         from .pairs import _resize, _resize_mask
 
         require_fitted(self, "generating")

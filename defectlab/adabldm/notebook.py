@@ -98,7 +98,7 @@ def make_mask(source: str, shape, rng, foreground=None, real_masks=()) -> np.nda
         return placed
     if source == MASK_SOURCES[1]:
         return masks.bezier_scar(shape, rng, foreground=foreground)
-    from ..synth.training import perlin_region
+    from ..synth.learned import perlin_region
 
     return perlin_region(shape, rng, foreground)
 

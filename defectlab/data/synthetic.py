@@ -170,7 +170,7 @@ class SyntheticDefects(TorchDataset):
 
     @staticmethod
     def _methods(methods, weights):
-        from ..registry import create
+        from ..methods import create
 
         if isinstance(methods, Mapping):
             methods, weights = list(methods.keys()), list(methods.values())

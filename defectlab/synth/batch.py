@@ -7,7 +7,7 @@ from ..data.records import Record
 from ..data.writer import DatasetWriter
 from ..errors import DefectlabError
 from ..progress import progress
-from ..registry import create
+from ..methods import create
 
 
 def synthesize(method, goods: list, writer: DatasetWriter, *, seed: int, n: int | None = None, category: str,
