@@ -27,3 +27,31 @@ def test_the_catalog_lists_every_builtin_method_by_family():
     assert defectlab.available("generative") == ["defect_gan", "defectfill", "realnet_sdas", "texture_gan"]
     assert defectlab.get("draem").__module__ == "defectlab.synth.handcrafted.draem"
     assert defectlab.create("cutpaste").name == "cutpaste"
+
+
+def test_one_resize_module_reproduces_each_callers_former_resizer():
+    """`defectlab.resize` keeps the exact bytes of the three former copies (PIL in imageio, cv2 in AdaBLDM's
+    pairs, cv2 INTER_LINEAR for anomaly maps): each caller picks its own by parameter."""
+    import cv2
+    import numpy as np
+    from PIL import Image
+
+    from defectlab.resize import resize_image, resize_mask
+
+    rng = np.random.default_rng(0)
+    img = rng.random((37, 53, 3)).astype(np.float32)
+    mask = rng.random((37, 53)) > 0.7
+    pil = np.stack([np.asarray(Image.fromarray(img[:, :, c], mode="F").resize((20, 16), Image.BILINEAR))
+                    for c in range(3)], axis=2)
+    assert np.array_equal(resize_image(img, (16, 20)), np.clip(pil, 0, 1))
+    assert np.array_equal(resize_image(img, 24, interpolation="area"), cv2.resize(img, (24, 24), interpolation=cv2.INTER_AREA))
+    assert resize_image(img[:, :, :1], 24, interpolation="area").shape == (24, 24, 1)
+    assert np.array_equal(resize_image(img[:, :, 0], 24, interpolation="linear"),
+                          cv2.resize(img[:, :, 0], (24, 24), interpolation=cv2.INTER_LINEAR))
+    assert np.array_equal(resize_mask(mask, (16, 20)),
+                          np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((20, 16), Image.NEAREST)) > 127)
+    assert np.array_equal(resize_mask(mask, 24, sampling="corner"),
+                          cv2.resize(mask.astype(np.uint8), (24, 24), interpolation=cv2.INTER_NEAREST) > 0)
+    thin = np.zeros((100, 100), bool)
+    thin[:, 37] = True
+    assert not resize_mask(thin, 10).any() and resize_mask(thin, 10, keep_thin=True).any()

@@ -74,12 +74,10 @@ def generate_samples(checkpoint: str | Path, data: str, category: str | None, n:
 
 
 def _crop(image: np.ndarray, mask: np.ndarray, side: int = 64) -> np.ndarray:
-    import cv2
-
     from .. import viz
+    from ..resize import resize_image
 
-    z = viz.zoom(image, mask)
-    return cv2.resize(np.ascontiguousarray(z), (side, side), interpolation=cv2.INTER_AREA)
+    return resize_image(np.ascontiguousarray(viz.zoom(image, mask)), side, interpolation="area")
 
 
 def gallery_by_type(method, data, seed: int = 0, per_type: int = 1):
@@ -112,7 +110,7 @@ def gallery_by_type(method, data, seed: int = 0, per_type: int = 1):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .train import _shots
+    from .train import shots_arg
 
     p = argparse.ArgumentParser(prog="python -m defectlab.adabldm.generate", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", required=True, help="trained run folder (python -m defectlab.adabldm.train --out)")
@@ -120,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="'embedded' (default), or with --path: 'auto', mvtec, btad, ksdd2, visa, magnetic_tile")
     p.add_argument("--path", help="data set folder (any layout open_dataset reads)")
     p.add_argument("--category", help="category (default: the first)")
-    p.add_argument("--shots", type=_shots, default=2,
+    p.add_argument("--shots", type=shots_arg, default=2,
                    help="real defects per type whose masks are used, as in training (or 'auto')")
     p.add_argument("--by-type", type=int, default=0,
                    help="also gallery_by_type.png: this many per defect type beside the nearest held-out real one")

@@ -167,7 +167,8 @@ class TrainingData:
         return [d.meta["source"] for d in self.defects]
 
 
-def _shots(text: str):
+def shots_arg(text: str):
+    """The command-line `--shots` value: 'auto' or an integer."""
     return text if text == "auto" else int(text)
 
 
@@ -221,12 +222,6 @@ def check_args(args) -> None:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise DefectlabError(f"{out}: exists and is not a folder")
-
-
-def _load_data(args) -> tuple[list, list, list, str]:
-    """(good images, foregrounds, few-shot defect Samples, object name) for the command-line options."""
-    d = load_training_data(args.data, args.path, args.category, args.shots, args.seed)
-    return d.goods, d.foregrounds, d.defects, d.category
 
 
 def train_run(out: str | Path, data: TrainingData, params: TrainParams = OFFLINE_TRAIN, *, pretrained: str | None = None,
@@ -286,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="'embedded' (default), or with --path: 'auto', mvtec, btad, ksdd2, visa, magnetic_tile")
     p.add_argument("--path", help="data set folder (any layout open_dataset reads)")
     p.add_argument("--category", help="category to learn (default: the first)")
-    p.add_argument("--shots", type=_shots, default=2,
+    p.add_argument("--shots", type=shots_arg, default=2,
                    help="real defects per type given to training, or 'auto': up to 10, one left held out per type")
     p.add_argument("--size", type=int, default=None, help="image side (default: 128 offline, 256 gpu)")
     p.add_argument("--recipe", choices=["offline", "window", "gpu"], default="offline",

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..data import FewShotSplit, Record, foreground_for
 from ..errors import DefectlabError
-from ..imageio import resize_image, resize_mask
+from ..resize import resize_image, resize_mask
 from ..progress import progress
 from ..sample import Sample
 
@@ -30,13 +30,6 @@ def _bar(iterable, desc: str, show: bool):
 def stable_id(name: str) -> int:
     """A per-name integer for seeding (`hash()` changes between interpreter runs)."""
     return int(hashlib.sha256(name.encode()).hexdigest()[:8], 16)
-
-
-def resize_keep_mask(mask: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
-    out = resize_mask(mask, size)
-    if mask.any() and not out.any():
-        out = resize_image(mask.astype(np.float32)[:, :, None], size)[:, :, 0] > 0
-    return out
 
 
 Box = tuple[int, int, int, int]  # (top, left, height, width) of the image inside its canvas
@@ -56,7 +49,7 @@ def letterbox(image: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarra
     canvas = np.zeros((size, size, image.shape[2]), np.float32)
     canvas_mask = np.zeros((size, size), bool)
     canvas[top:top + nh, left:left + nw] = resize_image(image, (nh, nw))
-    canvas_mask[top:top + nh, left:left + nw] = resize_keep_mask(mask, (nh, nw))
+    canvas_mask[top:top + nh, left:left + nw] = resize_mask(mask, (nh, nw), keep_thin=True)
     return canvas, canvas_mask, box
 
 
@@ -70,12 +63,10 @@ def box_mask(box: Box, size: int) -> np.ndarray:
 
 def to_eval_frame(maps: np.ndarray, boxes: list[Box], size: int) -> np.ndarray:
     """Anomaly maps on canvases (N, size, size) -> the image parts, each resized (bilinear) to (size, size)."""
-    import cv2
-
     out = np.empty((len(maps), size, size), np.float32)
     for i, (m, (top, left, nh, nw)) in enumerate(zip(maps, boxes)):
         crop = np.ascontiguousarray(m[top:top + nh, left:left + nw], np.float32)
-        out[i] = crop if crop.shape == (size, size) else cv2.resize(crop, (size, size), interpolation=cv2.INTER_LINEAR)
+        out[i] = resize_image(crop, size, interpolation="linear")
     return out
 
 
@@ -98,7 +89,7 @@ class ImageCache:
                 self.channels = img.shape[2]
             if img.shape[2] != self.channels:
                 img = img.mean(axis=2, keepdims=True) if self.channels == 1 else np.repeat(img, 3, axis=2)
-            eval_mask = resize_keep_mask(mask, self.size)
+            eval_mask = resize_mask(mask, self.size, keep_thin=True)
             if self.keep_aspect:
                 canvas, canvas_mask, box = letterbox(img, mask, self.size)
             else:
