@@ -55,3 +55,26 @@ def test_one_resize_module_reproduces_each_callers_former_resizer():
     thin = np.zeros((100, 100), bool)
     thin[:, 37] = True
     assert not resize_mask(thin, 10).any() and resize_mask(thin, 10, keep_thin=True).any()
+
+
+def test_one_loop_one_seeding_rule():
+    """`synth.batch.run_many`: item i is made from `default_rng([*seed, i])`, the good image cycled or drawn from it."""
+    import numpy as np
+
+    from defectlab.synth.batch import run_many
+
+    goods = [np.full((8, 8, 1), v, np.float32) for v in (0.1, 0.5, 0.9)]
+
+    def probe(image, rng, foreground=None):
+        mask = np.zeros((8, 8), bool)
+        mask[0, 0] = True
+        return defectlab.Sample(np.full_like(image, rng.random()), mask, {"good": float(image[0, 0, 0])})
+
+    cycled = list(run_many(probe, goods, 4, 7, show_progress=False))
+    assert [j for _, j, _ in cycled] == [0, 1, 2, 0]
+    assert [float(s.image[0, 0, 0]) for _, _, s in cycled] == [np.float32(np.random.default_rng([7, i]).random())
+                                                               for i in range(4)]
+    drawn = list(run_many(probe, goods, 3, [7, 11], pick="random", show_progress=False))
+    for i, j, s in drawn:
+        rng = np.random.default_rng([7, 11, i])
+        assert j == int(rng.integers(3)) and s.image[0, 0, 0] == np.float32(rng.random())

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..data import FewShotSplit, Record, foreground_for
-from ..errors import DefectlabError
 from ..resize import resize_image, resize_mask
 from ..progress import progress
 from ..sample import Sample
@@ -172,26 +171,14 @@ def load_support(records: list[Record], cache: ImageCache) -> list[Sample]:
 
 def synthesize_pool(method, prepared: PreparedSplit, n: int, seed: int, name: str, tries: int = 5,
                     show_progress: bool = True) -> list[Sample]:
-    """`n` synthetic defects on random good images; item i uses `default_rng([seed, stable_id(name), i])`
-    so a pool is the same whatever else ran before it. A method that returns an empty mask (or
-    refuses an image) is retried on another image a few times before the benchmark gives up."""
-    pool = []
-    for i in _bar(range(n), f"synthesise {name}", show_progress):
-        rng = np.random.default_rng([seed, stable_id(name), i])
-        last_error = None
-        for _ in range(tries):
-            j = int(rng.integers(len(prepared.goods)))
-            try:
-                s = method(prepared.goods[j], rng, foreground=prepared.foregrounds[j])
-            except DefectlabError as exc:
-                last_error = exc
-                continue
-            mask = np.asarray(s.mask, bool)
-            if mask.any():
-                # `good_index`: the clean image under the defect (a denoising student's target)
-                pool.append(Sample(np.clip(np.asarray(s.image, np.float32), 0, 1), mask, {**s.meta, "good_index": j}))
-                break
-        else:
-            raise DefectlabError(f"synthesis method {name!r} produced no defect in {tries} tries"
-                                 + (f" (last error: {last_error})" if last_error else ""))
-    return pool
+    """`n` synthetic defects on random good images, through the one loop `synth.batch.run_many` (`pick="random"`):
+    item i uses `default_rng([seed, stable_id(name), i])` (`stable_id`: a SHA-256 of the name), so a pool is the
+    same whatever else ran before it. A method that returns an empty mask (or refuses an image) is retried on
+    another image a few times before the benchmark gives up. `meta["good_index"]`: the clean image under the
+    defect (a denoising student's target)."""
+    from ..synth.batch import run_many
+
+    return [Sample(np.clip(np.asarray(s.image, np.float32), 0, 1), np.asarray(s.mask, bool), {**s.meta, "good_index": j})
+            for _, j, s in run_many(method, prepared.goods, n, [seed, stable_id(name)], foregrounds=prepared.foregrounds,
+                                    pick="random", tries=tries, name=name, desc=f"synthesise {name}",
+                                    show_progress=show_progress)]
