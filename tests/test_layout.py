@@ -78,3 +78,19 @@ def test_one_loop_one_seeding_rule():
     for i, j, s in drawn:
         rng = np.random.default_rng([7, 11, i])
         assert j == int(rng.integers(3)) and s.image[0, 0, 0] == np.float32(rng.random())
+
+
+def test_adabldm_steps_are_cli_subcommands(capsys, tmp_path):
+    import pytest
+
+    from defectlab.cli import main
+
+    for step, option in (("train", "--recipe"), ("generate", "--checkpoint")):
+        with pytest.raises(SystemExit) as exit_:
+            main(["adabldm", step, "--help"])
+        out = capsys.readouterr().out
+        assert exit_.value.code == 0 and out.startswith(f"usage: defectlab adabldm {step}") and option in out
+    assert main(["adabldm", "train", "--threads", "-1", "--out", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err.startswith("defectlab adabldm train: error: --threads must be >= 1")
+    out = _run("from defectlab.cli import main; main(['adabldm', 'generate', '--help'])")
+    assert "--by-type" in out
