@@ -106,7 +106,7 @@ def write_inputs(folder: Path, size: int, n_maps: int) -> tuple[np.ndarray, np.n
     from scipy import ndimage
 
     from defectlab import masks as dmasks
-    from defectlab.synth.anomaly_source import SKIMAGE_PHOTOS
+    from defectlab.synth.handcrafted.anomaly_source import SKIMAGE_PHOTOS
 
     photos = [skimage.data.coffee(), skimage.data.astronaut(), skimage.data.rocket(), skimage.data.chelsea()]
     goods = np.stack([cv2.resize(p, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32) / 255 for p in photos])

@@ -21,7 +21,7 @@ def main() -> None:
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     from defectlab import benchmark as b
-    from defectlab import registry
+    from defectlab import methods
     from defectlab.detect.prepare import ImageCache, prepare_split
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -44,7 +44,7 @@ def main() -> None:
     for name, over in json.loads(args.variants).items():
         over = dict(over)
         t0 = time.time()
-        method = registry.create(over.pop("method", "simplenet"), **over)
+        method = methods.create(over.pop("method", "simplenet"), **over)
         method.fit(prepared.goods, prepared.support, np.random.default_rng([0, 1]), foregrounds=prepared.foregrounds)
         maps = prepared.eval_maps(np.stack([method.score(prepared.test_images[i]) for i in chosen]))
         y = np.concatenate([m.ravel() for m in masks])

@@ -30,7 +30,7 @@ import defectlab
 from defectlab import Sample, masks
 from defectlab.bench import machine_info
 from defectlab.imageio import atomic_write_bytes
-from defectlab.synth.anomaly_source import SKIMAGE_PHOTOS, get_source, texture_for
+from defectlab.synth.handcrafted.anomaly_source import SKIMAGE_PHOTOS, get_source, texture_for
 
 OUT = Path(__file__).resolve().parent / "results" / "synth_speed.json"
 METHODS = ["cutpaste", "cutpaste_scar", "bezier", "draem", "memseg", "glass_local", "copypaste", "copypaste (poisson)"]

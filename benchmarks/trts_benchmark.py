@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from defectlab import registry
+from defectlab import methods as catalog
 from defectlab.bench import machine_info
 from defectlab.data import build_embedded, few_shot_split, open_dataset
 from defectlab.detect import SegmentationDetector
@@ -43,7 +43,7 @@ def main() -> None:
         data = build_embedded(root=cfg["data"], size=cfg["size"], categories=cfg["category"], **cfg["embedded"])
     else:
         data = open_dataset(cfg["data"], cfg["format"])
-    methods = [m for m in cfg["methods"] if not callable(getattr(registry.get(m), "score", None))]
+    methods = [m for m in cfg["methods"] if not callable(getattr(catalog.get(m), "score", None))]
     per: dict = {m: [] for m in methods}
     t0 = time.time()
     for seed in cfg["seeds"]:
@@ -61,7 +61,7 @@ def main() -> None:
             print(f"seed {seed} fewshot detector: test pixel AP {again:.4f} (benchmark run file: {before:.4f})")
             per.setdefault("_fewshot_check", []).append({"seed": seed, "pixel_ap_again": again, "pixel_ap_recorded": before})
         for m in methods:
-            method = registry.create(m, **cfg["method_params"].get(m, {}))
+            method = catalog.create(m, **cfg["method_params"].get(m, {}))
             if getattr(method, "needs_fit", False):
                 method.fit(prepared.goods, prepared.support, np.random.default_rng([seed, stable_id(m), 2**31]),
                            foregrounds=prepared.foregrounds)

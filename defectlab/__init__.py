@@ -1,6 +1,7 @@
 """defectlab: industrial defect synthesis, its quality metrics and downstream detection."""
 from .errors import DefectlabError
-from .registry import available, create, get, register
+from .methods import available, create, get
+from .registry import register
 from .sample import Sample, as_image, as_mask, torch_generator
 
 __version__ = "0.1.0"

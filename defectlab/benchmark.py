@@ -132,7 +132,7 @@ class BenchmarkConfig:
 def scores_itself(method: str) -> bool:
     """A method whose anomalies live in feature space: it returns images unchanged, so a detector
     trained on its samples learns nothing; its own `score(image)` map is what gets tested."""
-    from . import registry
+    from . import methods as registry  # the catalog (defectlab.methods): registry.py only keeps the names
 
     return callable(getattr(registry.get(method), "score", None))
 
@@ -140,7 +140,7 @@ def scores_itself(method: str) -> bool:
 def transferable(method: str) -> bool:
     """A method whose synthesis learns from the few-shot defects (`needs_fit`, not a feature-space scorer, and
     not marked `uses_defects = False`): only for it does a defect source of another category change anything."""
-    from . import registry
+    from . import methods as registry  # the catalog (defectlab.methods): registry.py only keeps the names
 
     cls = registry.get(method)
     return bool(getattr(cls, "needs_fit", False)) and getattr(cls, "uses_defects", True) and not scores_itself(method)
@@ -164,7 +164,7 @@ def _open_dataset(cfg: BenchmarkConfig):
 
 def _validate(cfg: BenchmarkConfig):
     """Every check that can fail before any training; returns (dataset, {seed: split})."""
-    from . import registry
+    from . import methods as registry  # the catalog (defectlab.methods): registry.py only keeps the names
     from .data import few_shot_split
     from .limits import check_int, check_side
     from .paramcheck import check_overrides
@@ -617,7 +617,7 @@ def _scalar(value) -> float:
 
 
 def _build_method(name: str, prepared, seed: int, params: dict | None = None):
-    from . import registry
+    from . import methods as registry  # the catalog (defectlab.methods): registry.py only keeps the names
     from .detect.prepare import stable_id
 
     method = registry.create(name, **(params or {}))

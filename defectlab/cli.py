@@ -9,6 +9,7 @@ may not be installed. A handler raises `DefectlabError` for bad input: `main` pr
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import importlib.util
 import json
@@ -54,7 +55,32 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
-SUBCOMMANDS: tuple[Callable, ...] = (add_export_parser,)
+ADABLDM_STEPS = {"train": "train (or resume) an AdaBLDM run folder on a few-shot split",
+                 "generate": "write defects made by a trained AdaBLDM run as a data set, with a gallery"}
+
+
+def add_adabldm_parser(subparsers) -> None:
+    """`defectlab adabldm train|generate ...`. Each step's options are declared once, in
+    `defectlab.adabldm.<step>.build_parser` (also run as `python -m defectlab.adabldm.<step>`): here a step takes
+    its arguments whole (a parser whose prefix character no argument uses sees them all as one list) and hands
+    them over, so torch is imported only when a step runs, and `defectlab adabldm train --help` is the step's help."""
+    p = subparsers.add_parser("adabldm", help="AdaBLDM: train a run folder, or generate defects with one",
+                              description="AdaBLDM (blended latent diffusion with online adaptation): "
+                                          "`defectlab adabldm STEP --help` lists a step's options.")
+    steps = p.add_subparsers(dest="step", metavar="STEP", required=True)
+    for step, text in ADABLDM_STEPS.items():
+        s = steps.add_parser(step, help=text, add_help=False, prefix_chars="\0",
+                             usage=f"defectlab adabldm {step} [-h] [OPTIONS ...]")
+        s.add_argument("args", nargs=argparse.REMAINDER)
+        s.set_defaults(handler=functools.partial(run_adabldm, step))
+
+
+def run_adabldm(step: str, args: argparse.Namespace) -> int:
+    module = importlib.import_module(f"defectlab.adabldm.{step}")
+    return module.main(args.args, prog=f"defectlab adabldm {step}")
+
+
+SUBCOMMANDS: tuple[Callable, ...] = (add_export_parser, add_adabldm_parser)
 # (module, function): registered when the module is installed; another engineer's sub-commands go here
 OPTIONAL_SUBCOMMANDS: tuple[tuple[str, str], ...] = (("defectlab.benchmark", "add_benchmark_parser"),)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import registry, viz
+from . import methods, viz
 from .config import quick
 from .data import build_embedded, foreground_for, few_shot_split
 from .errors import DefectlabError
@@ -59,25 +59,25 @@ def method_samples(dataset, category: str, seed: int, learned: bool = True) -> l
     fgs = [foreground_for(r, g) for r, g in zip(split.good_train, goods)]
     defects = [Sample(*r.load(), {"label": r.label, "source": r.key}) for r in split.support]
     out = []
-    names = [n for n in registry.available() if learned or not _learned(n)]
+    names = [n for n in methods.available() if learned or not _learned(n)]
     for i, name in enumerate(progress(names, desc=f"methods on {category}")):
         rng = np.random.default_rng([seed, i])
         # learned methods get a short fit (quick mode): the demo shows the mechanics, benchmarks the quality
         with quick(True) if _learned(name) else nullcontext():
             t0 = time.perf_counter()
-            method = registry.create(name)
+            method = methods.create(name)
             if getattr(method, "needs_fit", False):
                 method.fit(goods, defects, rng, foregrounds=fgs)
             t_fit = time.perf_counter() - t0
             t0 = time.perf_counter()
             sample = method(goods[0], rng, foreground=fgs[0])
-        out.append((name, registry.get(name).family, goods[0], sample, time.perf_counter() - t0, t_fit))
+        out.append((name, methods.get(name).family, goods[0], sample, time.perf_counter() - t0, t_fit))
     return out
 
 
 def _learned(name: str) -> bool:
     """Trained models, as opposed to copy-paste, which `fit`s by only keeping the defects."""
-    return getattr(registry.get(name), "needs_fit", False) and registry.get(name).family != "handcrafted"
+    return getattr(methods.get(name), "needs_fit", False) and methods.get(name).family != "handcrafted"
 
 
 def run_demo(out: str | Path, seed: int = 0, overwrite: bool = False, learned: bool = False) -> dict[str, Path]:
@@ -132,7 +132,7 @@ def _build(folder: Path, seed: int, learned: bool) -> dict[str, Path]:
     for r in results:
         lines.append(f"| {r['method']} | {r['family']} | {r['category']} | {r['fit_seconds']:.2f} | {r['seconds']:.3f} | "
                      f"{100 * r['mask_fraction']:.1f} | {100 * r['changed_outside_mask']:.2f} |")
-    skipped = [n for n in registry.available() if _learned(n)] if not learned else []
+    skipped = [n for n in methods.available() if _learned(n)] if not learned else []
     if skipped:
         lines += ["", f"Learned methods not run (each trains a model; `python -m defectlab.demo --learned` runs them "
                       f"with short quick-mode fits): {', '.join(skipped)}."]

@@ -190,16 +190,3 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         for block in iter(lambda: fh.read(chunk), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def resize_image(image: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
-    """Resize float (H, W, C) to `size` (square int or (H, W)) with antialiasing."""
-    h, w = (size, size) if isinstance(size, int) else size
-    chans = [np.asarray(Image.fromarray(image[:, :, c].astype(np.float32), mode="F").resize((w, h), Image.BILINEAR))
-             for c in range(image.shape[2])]
-    return np.clip(np.stack(chans, axis=2), 0, 1).astype(np.float32)
-
-
-def resize_mask(mask: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
-    h, w = (size, size) if isinstance(size, int) else size
-    return np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((w, h), Image.NEAREST)) > 127

@@ -1,7 +1,8 @@
-"""Find synthesis methods by name.
+"""Names of synthesis methods: `register` and lookup only (a leaf: it imports no method).
 
 A method module registers a factory: `@register("cutpaste")` on a class whose constructor takes
-keyword parameters (or a params dataclass). `create("cutpaste", area_ratio=(0.02, 0.15))` builds one.
+keyword parameters (or a params dataclass). The catalog `defectlab.methods` imports every built-in
+method so that it registers, and is where callers find them: `defectlab.create("cutpaste", area_ratio=(0.02, 0.15))`.
 """
 from __future__ import annotations
 
@@ -24,23 +25,13 @@ def register(name: str, family: str = "handcrafted"):
     return wrap
 
 
-def _load_builtin() -> None:
-    from . import synth  # noqa: F401  (importing registers every built-in method)
-
-
-def available(family: str | None = None) -> list[str]:
-    """Names of the registered methods, optionally of one family."""
-    _load_builtin()
+def registered(family: str | None = None) -> list[str]:
+    """Names registered so far (only the modules imported yet), optionally of one family."""
     return sorted(n for n, f in _FACTORIES.items() if family is None or f.family == family)
 
 
-def get(name: str) -> Callable:
-    _load_builtin()
+def lookup(name: str) -> Callable:
+    """The factory registered as `name`; an unknown name is an error listing the known ones."""
     if name not in _FACTORIES:
         raise DefectlabError(f"unknown synthesis method {name!r}; known: {', '.join(sorted(_FACTORIES))}")
     return _FACTORIES[name]
-
-
-def create(name: str, **params):
-    """Build the configured method `name` with `params` overriding its published defaults."""
-    return get(name)(**params)

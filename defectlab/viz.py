@@ -51,7 +51,7 @@ def grid_figure(rows: Sequence[Sequence[np.ndarray]], row_labels: Sequence[str] 
     """A matplotlib figure laying out `rows` of panels with labels."""
     import matplotlib
 
-    if matplotlib.get_backend().lower() == "agg" or not _in_notebook():
+    if matplotlib.get_backend().lower() == "agg" or not in_notebook():
         matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
@@ -89,7 +89,8 @@ def save_figure(fig, path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def _in_notebook() -> bool:
+def in_notebook() -> bool:
+    """True inside a Jupyter kernel (figures show inline there)."""
     try:
         from IPython import get_ipython
 

@@ -57,7 +57,8 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _cached_sha256(path: Path) -> str:
+def cached_sha256(path: Path) -> str:
+    """`sha256_of(path)`, computed once per process for a given (path, size, modification time)."""
     st = path.stat()
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
     if key not in _CHECKED:
@@ -79,7 +80,7 @@ def require(name: str) -> Path:
     path = base / entry.path
     if not path.is_file():
         raise DefectlabError(f"weight file {path}: not found; {how}")
-    actual = _cached_sha256(path)
+    actual = cached_sha256(path)
     if actual != entry.sha256:
         raise DefectlabError(f"weight file {path}: checksum mismatch (found sha256 {actual}); {how}")
     return path

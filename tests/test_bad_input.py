@@ -378,7 +378,7 @@ def test_adabldm_checkpoint_files_are_checked_against_their_sha256(tmp_path):
 
 def test_a_corrupt_taef2_file_is_an_error_even_in_quick_mode(tmp_path, monkeypatch):
     from defectlab.config import quick
-    from defectlab.synth.features import load_feature_encoder
+    from defectlab.synth.feature.space import load_feature_encoder
 
     monkeypatch.setenv("DEFECTLAB_WEIGHTS", str(tmp_path))
     with quick(), pytest.warns(UserWarning, match="TAEF2 encoder weights not found"):

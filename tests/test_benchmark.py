@@ -8,7 +8,8 @@ import defectlab
 from defectlab import DefectlabError
 from defectlab.benchmark import BenchmarkConfig, _correlations, run_benchmark
 from defectlab.data import build_embedded, few_shot_split
-from defectlab.detect.prepare import ImageCache, prepare_split, resize_keep_mask, synthesize_pool
+from defectlab.detect.prepare import ImageCache, prepare_split, synthesize_pool
+from defectlab.resize import resize_mask
 
 METHODS = ["cutpaste", "copypaste"]  # one that needs nothing, one that reuses the few-shot defects
 RUNS = ["patchcore", "fewshot", "cutpaste", "cutpaste+fewshot", "copypaste", "copypaste+fewshot"]
@@ -40,7 +41,7 @@ def test_prepared_split_never_trains_on_heldout_defects(tiny_root):
 def test_resizing_keeps_a_hair_thin_defect():
     mask = np.zeros((100, 100), bool)
     mask[:, 37] = True  # one pixel wide: nearest-neighbour resizing to 10 px would drop it
-    small = resize_keep_mask(mask, 10)
+    small = resize_mask(mask, 10, keep_thin=True)
     assert small.any() and small.sum() <= 20
 
 
@@ -237,7 +238,7 @@ def test_a_checkpoint_trained_on_a_test_image_is_refused(tiny_root, monkeypatch)
     """AdaBLDM with `checkpoint=`: the benchmark refuses a model whose training defects include a held-out image."""
     from types import SimpleNamespace
 
-    from defectlab import benchmark, registry
+    from defectlab import benchmark, methods
     from defectlab.adabldm import checkpoint
 
     ds = defectlab.data.open_dataset(tiny_root, "mvtec")
@@ -246,7 +247,7 @@ def test_a_checkpoint_trained_on_a_test_image_is_refused(tiny_root, monkeypatch)
     monkeypatch.setattr(checkpoint, "training_sources", lambda folder: [leaked])
     monkeypatch.setattr(checkpoint, "resolve", lambda folder: folder)
     fake = SimpleNamespace(params=SimpleNamespace(checkpoint="runs/adabldm"), needs_fit=False)
-    monkeypatch.setattr(registry, "create", lambda name, **kw: fake)
+    monkeypatch.setattr(methods, "create", lambda name, **kw: fake)
     with pytest.raises(DefectlabError, match="trained on held-out test image"):
         benchmark._build_method("adabldm", prep, 0)
     monkeypatch.setattr(checkpoint, "training_sources", lambda folder: [])

@@ -8,8 +8,8 @@ import torch
 import defectlab
 from defectlab import DefectlabError, Sample
 from defectlab.data import build_embedded, few_shot_split, foreground_for
-from defectlab.synth.defect_gan import NORMAL, DefectGAN, translation_panels
-from defectlab.synth.training import first_last_means
+from defectlab.synth.generative.defect_gan import NORMAL, DefectGAN, translation_panels
+from defectlab.synth.learned import first_last_means
 
 TINY = dict(size=32, quick_size=32, width=8, d_width=8, batch_size=4, steps=6, quick_steps=6)
 

@@ -7,10 +7,10 @@ import torch
 
 import defectlab
 from defectlab import DefectlabError
-from defectlab.synth.features import grid_mask, upsample_grid_mask
-from defectlab.synth.glass_global import GlassGlobal
-from defectlab.synth.simplenet import SimpleNet
-from defectlab.synth.training import first_last_means
+from defectlab.synth.feature.space import grid_mask, upsample_grid_mask
+from defectlab.synth.feature.glass_global import GlassGlobal
+from defectlab.synth.feature.simplenet import SimpleNet
+from defectlab.synth.learned import first_last_means
 
 METHODS = [SimpleNet, GlassGlobal]
 TINY = dict(encoder="random", image_size=64, quick_image_size=64, steps=40, quick_steps=40, hidden=32)

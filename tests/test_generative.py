@@ -7,11 +7,11 @@ import torch
 
 import defectlab
 from defectlab import DefectlabError, Sample
-from defectlab.synth.defectfill import DefectFill
-from defectlab.synth.gan import TextureDefectGAN
-from defectlab.synth.patches import crop, defect_windows
-from defectlab.synth.realnet import RealNetSDAS
-from defectlab.synth.training import first_last_means
+from defectlab.synth.generative.defectfill import DefectFill
+from defectlab.synth.generative.gan import TextureDefectGAN
+from defectlab.synth.generative.patches import crop, defect_windows
+from defectlab.synth.generative.realnet import RealNetSDAS
+from defectlab.synth.learned import first_last_means
 
 TINY = {
     TextureDefectGAN: dict(encoder="random", size=16, quick_size=16, width=16, batch_size=4, steps=8, quick_steps=8),

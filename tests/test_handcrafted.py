@@ -6,7 +6,7 @@ import defectlab
 from defectlab import DefectlabError, Sample
 from defectlab.data import DatasetWriter, read_manifest
 from defectlab.synth import synthesize
-from defectlab.synth.anomaly_source import AnomalySource, draem_augment
+from defectlab.synth.handcrafted.anomaly_source import AnomalySource, draem_augment
 
 METHODS = ["cutpaste", "cutpaste_scar", "bezier", "draem", "memseg", "glass_local", "copypaste"]
 

@@ -1,6 +1,6 @@
 """Generate defects with a trained AdaBLDM run and write them as a data set, with a picture.
 
-    python -m defectlab.adabldm.generate --checkpoint outputs/adabldm --data embedded --category washer \\
+    defectlab adabldm generate --checkpoint outputs/adabldm --data embedded --category washer \\
         --n 8 --out outputs/adabldm_samples [--seed 0] [--overwrite]
 
 Uses the same few-shot split as training (`--shots`, `--seed`): each sample takes the mask of one of the
@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import DefectlabError
 
+PROG = "python -m defectlab.adabldm.generate"  # also `defectlab adabldm generate` (defectlab.cli)
 MAX_SAMPLES = 10_000  # one gallery row per sample: beyond this the picture alone would not fit in memory
 
 
@@ -40,7 +41,7 @@ def generate_samples(checkpoint: str | Path, data: str, category: str | None, n:
         raise DefectlabError(f"--n must be >= 1, got {n}")
     if resolve(checkpoint) is None:
         raise DefectlabError(f"{checkpoint}: no AdaBLDM checkpoint in this folder (train one with "
-                             "python -m defectlab.adabldm.train)")
+                             "defectlab adabldm train)")
     split = load_training_data(data, path, category, shots, seed)
     goods, fgs, defects, category = split.goods, split.foregrounds, split.defects, split.category
     if "sources" in read_state(resolve(checkpoint)):
@@ -74,12 +75,10 @@ def generate_samples(checkpoint: str | Path, data: str, category: str | None, n:
 
 
 def _crop(image: np.ndarray, mask: np.ndarray, side: int = 64) -> np.ndarray:
-    import cv2
-
     from .. import viz
+    from ..resize import resize_image
 
-    z = viz.zoom(image, mask)
-    return cv2.resize(np.ascontiguousarray(z), (side, side), interpolation=cv2.INTER_AREA)
+    return resize_image(np.ascontiguousarray(viz.zoom(image, mask)), side, interpolation="area")
 
 
 def gallery_by_type(method, data, seed: int = 0, per_type: int = 1):
@@ -111,16 +110,16 @@ def gallery_by_type(method, data, seed: int = 0, per_type: int = 1):
     return viz.grid_figure(rows, labels, cols, cell=2.2), info
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from .train import _shots
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    from .train import shots_arg
 
-    p = argparse.ArgumentParser(prog="python -m defectlab.adabldm.generate", description=__doc__.split("\n\n")[0])
-    p.add_argument("--checkpoint", required=True, help="trained run folder (python -m defectlab.adabldm.train --out)")
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    p.add_argument("--checkpoint", required=True, help="trained run folder (defectlab adabldm train --out)")
     p.add_argument("--data", default="embedded",
                    help="'embedded' (default), or with --path: 'auto', mvtec, btad, ksdd2, visa, magnetic_tile")
     p.add_argument("--path", help="data set folder (any layout open_dataset reads)")
     p.add_argument("--category", help="category (default: the first)")
-    p.add_argument("--shots", type=_shots, default=2,
+    p.add_argument("--shots", type=shots_arg, default=2,
                    help="real defects per type whose masks are used, as in training (or 'auto')")
     p.add_argument("--by-type", type=int, default=0,
                    help="also gallery_by_type.png: this many per defect type beside the nearest held-out real one")
@@ -150,11 +149,12 @@ def run(args) -> int:
     return 0
 
 
-def main(argv=None) -> int:
-    """Bad input ends as one line `error: ...` and exit status 2 (see `defectlab.cli.run_handler`)."""
+def main(argv=None, prog: str = PROG) -> int:
+    """Bad input ends as one line `<prog>: error: ...` and exit status 2 (see `defectlab.cli.run_handler`).
+    Also `defectlab adabldm generate ...` (`defectlab.cli`), which passes its own `prog`."""
     from ..cli import run_handler
 
-    return run_handler(run, build_parser().parse_args(argv), prog="python -m defectlab.adabldm.generate")
+    return run_handler(run, build_parser(prog).parse_args(argv), prog=prog)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-import cv2
 import numpy as np
 
 from ..config import quick_mode
@@ -41,7 +40,7 @@ class AdaBLDMMethod:
     needs_fit = True
 
     def __init__(self, params: AdaBLDMMethodParams | None = None, **overrides):
-        from ..synth._handcrafted import build_params  # here: defectlab.synth imports this module
+        from ..synth.base import build_params
 
         p = build_params(AdaBLDMMethodParams, params, overrides, "adabldm")
         self.params = _quick(p) if quick_mode() else p
@@ -52,7 +51,7 @@ class AdaBLDMMethod:
         self.object_name = self.params.object_name
 
     def fit(self, goods, defects, rng: np.random.Generator, *, foregrounds=None) -> "AdaBLDMMethod":
-        from ..synth.training import check_goods, require_defects
+        from ..synth.learned import check_goods, require_defects
         from .checkpoint import load_model
         from .model import AdaBLDMModel
         from .pairs import make_pairs, names_of
@@ -95,8 +94,8 @@ class AdaBLDMMethod:
         """A defect of `defect_type` (default: a learned type at random) in `mask` (default: a real support
         mask of that type, turned and moved into the foreground)."""
         from .. import masks
-        from ..synth.training import require_fitted
-        from .pairs import _resize, _resize_mask
+        from ..synth.learned import require_fitted
+        from ..resize import resize_image, resize_mask
 
         require_fitted(self, "generating")
         good = as_image(image)
@@ -116,15 +115,16 @@ class AdaBLDMMethod:
         mask = as_mask(mask, (H, W), "mask")
         if self.window:
             return self._in_window(good, mask, fg, rng, kind)
-        small_mask = _resize_mask(mask, s)
+        small_mask = resize_mask(mask, s, sampling="corner")
         if not small_mask.any():  # a defect thinner than a working-size pixel: keep its largest pixel
-            small_mask[np.unravel_index(np.argmax(cv2.resize(mask.astype(np.float32), (s, s), interpolation=cv2.INTER_AREA)), (s, s))] = True
-        res = self.pipeline.generate(_resize(good, s), small_mask, None if fg is None else _resize_mask(fg, s),
+            cover = resize_image(mask.astype(np.float32)[:, :, None], s, interpolation="area")
+            small_mask[np.unravel_index(np.argmax(cover), (s, s))] = True
+        res = self.pipeline.generate(resize_image(good, s, interpolation="area"), small_mask,
+                                     None if fg is None else resize_mask(fg, s, sampling="corner"),
                                      rng=rng, object_name=self.object_name, defect_name=kind)
         out = res.image
         if (H, W) != (s, s):  # back to the caller's size
-            out = cv2.resize(out, (W, H), interpolation=cv2.INTER_CUBIC)
-            out = np.clip(out[:, :, None] if out.ndim == 2 else out, 0, 1)
+            out = np.clip(resize_image(out, (H, W), interpolation="cubic"), 0, 1)
         # generated pixels inside the mask, the original outside (the mask covers every changed pixel; the
         # adapted decoder only approximates the good image there)
         out = np.where(mask[:, :, None], out, good).astype(np.float32)

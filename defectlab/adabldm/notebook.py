@@ -98,7 +98,7 @@ def make_mask(source: str, shape, rng, foreground=None, real_masks=()) -> np.nda
         return placed
     if source == MASK_SOURCES[1]:
         return masks.bezier_scar(shape, rng, foreground=foreground)
-    from ..synth.training import perlin_region
+    from ..synth.learned import perlin_region
 
     return perlin_region(shape, rng, foreground)
 
@@ -201,14 +201,14 @@ def few_shot_data(category: str = "washer", shots: int = 2, seed: int = 0, size:
     """The embedded data set's `category`: good images, foregrounds and `shots` real defects per type, resized."""
     from ..data import build_embedded, few_shot_split, foreground_for
     from ..sample import Sample
-    from .pairs import _resize, _resize_mask
+    from ..resize import resize_image, resize_mask
 
     split = few_shot_split(build_embedded(), category, shots=shots, seed=seed)
     goods = [r.image() for r in split.good_train]
-    fgs = [_resize_mask(foreground_for(r, g), size) for r, g in zip(split.good_train, goods)]
-    defects = [Sample(_resize(img, size), _resize_mask(m, size), {"label": r.label, "category": r.category})
+    fgs = [resize_mask(foreground_for(r, g), size, sampling="corner") for r, g in zip(split.good_train, goods)]
+    defects = [Sample(resize_image(img, size, interpolation="area"), resize_mask(m, size, sampling="corner"), {"label": r.label, "category": r.category})
                for r in split.support for img, m in [r.load()]]
-    return FewShot([_resize(g, size) for g in goods], fgs, defects, category)
+    return FewShot([resize_image(g, size, interpolation="area") for g in goods], fgs, defects, category)
 
 
 def quick_model(data: FewShot, rng, steps: int = 40, size: int = 64, autoencoder: str = "taef2"):

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 
 from ..errors import DefectlabError
+from ..resize import resize_image, resize_mask
 from ..sample import Sample, as_image, as_mask
 from .prompts import prompt_for
 
@@ -29,19 +30,6 @@ def names_of(sample: Sample, default_object: str = "object") -> tuple[str, str]:
     obj = meta.get("category") or meta.get("object") or (parts[0] if len(parts) >= 4 else default_object)
     defect = meta.get("label") or meta.get("defect") or (parts[2] if len(parts) >= 4 else "defect")
     return str(obj), str(defect)
-
-
-def _resize(image: np.ndarray, size: int) -> np.ndarray:
-    if image.shape[:2] == (size, size):
-        return image
-    out = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
-    return out[:, :, None] if out.ndim == 2 else out
-
-
-def _resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
-    if mask.shape == (size, size):
-        return mask
-    return cv2.resize(mask.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST) > 0
 
 
 def rgb(image: np.ndarray) -> np.ndarray:
@@ -67,14 +55,15 @@ def make_pairs(goods: list[np.ndarray], defects: list[Sample], rng: np.random.Ge
     """`n` composites at `size` x `size` (RGB), each from a random good image and a random real defect."""
     if not goods or not defects:
         raise DefectlabError("make_pairs: needs at least one good image and one real defect")
-    goods = [rgb(_resize(as_image(g, f"goods[{i}]"), size)) for i, g in enumerate(goods)]
+    goods = [rgb(resize_image(as_image(g, f"goods[{i}]"), size, interpolation="area")) for i, g in enumerate(goods)]
     fgs = [np.ones((size, size), bool) if foregrounds is None or foregrounds[i] is None
-           else _resize_mask(as_mask(foregrounds[i], np.shape(foregrounds[i])[:2], f"foregrounds[{i}]"), size)
+           else resize_mask(as_mask(foregrounds[i], np.shape(foregrounds[i])[:2], f"foregrounds[{i}]"), size,
+                            sampling="corner")
            for i in range(len(goods))]
     small = []
     for i, d in enumerate(defects):
-        img = rgb(_resize(as_image(d.image, f"defects[{i}].image"), size))
-        mask = _resize_mask(as_mask(d.mask, d.image.shape[:2], f"defects[{i}].mask"), size)
+        img = rgb(resize_image(as_image(d.image, f"defects[{i}].image"), size, interpolation="area"))
+        mask = resize_mask(as_mask(d.mask, d.image.shape[:2], f"defects[{i}].mask"), size, sampling="corner")
         if mask.any():
             small.append((Sample(img, mask, d.meta), names_of(d, object_name or "object")))
     if not small:

@@ -6,7 +6,7 @@ defectlab.adabldm.train ...` runs the same code on several GPUs.
 
 Offline CPU recipe (128 px, TAEF2 latents; see benchmarks/RESULTS.md for its measured time):
 
-    python -m defectlab.adabldm.train --data embedded --category washer --size 128 --out outputs/adabldm
+    defectlab adabldm train --data embedded --category washer --size 128 --out outputs/adabldm
 
 GPU recipe with SD weights (256 px):
 
@@ -32,6 +32,8 @@ from .pairs import Pairs
 from .windows import WindowPairs
 from .params import GPU_SD_TRAIN, OFFLINE_TRAIN, WINDOW_TRAIN, TrainParams
 from .prompts import WordPromptEncoder
+
+PROG = "python -m defectlab.adabldm.train"  # also `defectlab adabldm train` (defectlab.cli)
 
 
 class _Denoiser(nn.Module):
@@ -167,7 +169,8 @@ class TrainingData:
         return [d.meta["source"] for d in self.defects]
 
 
-def _shots(text: str):
+def shots_arg(text: str):
+    """The command-line `--shots` value: 'auto' or an integer."""
     return text if text == "auto" else int(text)
 
 
@@ -223,12 +226,6 @@ def check_args(args) -> None:
         raise DefectlabError(f"{out}: exists and is not a folder")
 
 
-def _load_data(args) -> tuple[list, list, list, str]:
-    """(good images, foregrounds, few-shot defect Samples, object name) for the command-line options."""
-    d = load_training_data(args.data, args.path, args.category, args.shots, args.seed)
-    return d.goods, d.foregrounds, d.defects, d.category
-
-
 def train_run(out: str | Path, data: TrainingData, params: TrainParams = OFFLINE_TRAIN, *, pretrained: str | None = None,
               revision: str | None = None,
               minutes: float | None = None, show_progress: bool = True) -> tuple[Path, list[float]]:
@@ -280,13 +277,13 @@ def run(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m defectlab.adabldm.train", description=__doc__.split("\n\n")[0])
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default="embedded",
                    help="'embedded' (default), or with --path: 'auto', mvtec, btad, ksdd2, visa, magnetic_tile")
     p.add_argument("--path", help="data set folder (any layout open_dataset reads)")
     p.add_argument("--category", help="category to learn (default: the first)")
-    p.add_argument("--shots", type=_shots, default=2,
+    p.add_argument("--shots", type=shots_arg, default=2,
                    help="real defects per type given to training, or 'auto': up to 10, one left held out per type")
     p.add_argument("--size", type=int, default=None, help="image side (default: 128 offline, 256 gpu)")
     p.add_argument("--recipe", choices=["offline", "window", "gpu"], default="offline",
@@ -301,11 +298,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv=None) -> int:
-    """Bad input ends as one line `error: ...` and exit status 2 (see `defectlab.cli.run_handler`)."""
+def main(argv=None, prog: str = PROG) -> int:
+    """Bad input ends as one line `<prog>: error: ...` and exit status 2 (see `defectlab.cli.run_handler`).
+    Also `defectlab adabldm train ...` (`defectlab.cli`), which passes its own `prog`."""
     from ..cli import run_handler
 
-    return run_handler(run, build_parser().parse_args(argv), prog="python -m defectlab.adabldm.train")
+    return run_handler(run, build_parser(prog).parse_args(argv), prog=prog)
 
 
 if __name__ == "__main__":

@@ -149,7 +149,7 @@ class SyntheticDefects(TorchDataset):
     # ------------------------------------------------------------------------------ construction
     def _good(self, i: int) -> np.ndarray:
         """Good image i, read if needed, resized to `size` and converted to `channels`."""
-        from ..imageio import resize_image
+        from ..resize import resize_image
 
         g = self.goods[i]
         img = g.image() if isinstance(g, Record) else g
@@ -161,7 +161,7 @@ class SyntheticDefects(TorchDataset):
 
     def _sized_mask(self, fg):
         """Foreground i as bool, resized like the images."""
-        from ..imageio import resize_mask
+        from ..resize import resize_mask
 
         fg = np.asarray(fg, bool)
         if self.size is not None and fg.shape != (self.size, self.size):
@@ -170,7 +170,7 @@ class SyntheticDefects(TorchDataset):
 
     @staticmethod
     def _methods(methods, weights):
-        from ..registry import create
+        from ..methods import create
 
         if isinstance(methods, Mapping):
             methods, weights = list(methods.keys()), list(methods.values())

@@ -113,7 +113,7 @@ class DiAD:
         """Images -> (B, 3, size, size) in [0, 1] (grey replicated), the autoencoder's and the guide's input."""
         import torch
 
-        from ..imageio import resize_image
+        from ..resize import resize_image
 
         s = self.params.size
         out = []
@@ -304,7 +304,7 @@ def noise_level_panels(model: DiAD, images: Sequence[np.ndarray], timesteps: Seq
     maps coloured on one scale (the largest value over every panel), and the column labels."""
     import matplotlib
 
-    from ..imageio import resize_image
+    from ..resize import resize_image
     from ..viz import to_rgb
 
     s = model.params.size

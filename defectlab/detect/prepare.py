@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..data import FewShotSplit, Record, foreground_for
-from ..errors import DefectlabError
-from ..imageio import resize_image, resize_mask
+from ..resize import resize_image, resize_mask
 from ..progress import progress
 from ..sample import Sample
 
@@ -30,13 +29,6 @@ def _bar(iterable, desc: str, show: bool):
 def stable_id(name: str) -> int:
     """A per-name integer for seeding (`hash()` changes between interpreter runs)."""
     return int(hashlib.sha256(name.encode()).hexdigest()[:8], 16)
-
-
-def resize_keep_mask(mask: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
-    out = resize_mask(mask, size)
-    if mask.any() and not out.any():
-        out = resize_image(mask.astype(np.float32)[:, :, None], size)[:, :, 0] > 0
-    return out
 
 
 Box = tuple[int, int, int, int]  # (top, left, height, width) of the image inside its canvas
@@ -56,7 +48,7 @@ def letterbox(image: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarra
     canvas = np.zeros((size, size, image.shape[2]), np.float32)
     canvas_mask = np.zeros((size, size), bool)
     canvas[top:top + nh, left:left + nw] = resize_image(image, (nh, nw))
-    canvas_mask[top:top + nh, left:left + nw] = resize_keep_mask(mask, (nh, nw))
+    canvas_mask[top:top + nh, left:left + nw] = resize_mask(mask, (nh, nw), keep_thin=True)
     return canvas, canvas_mask, box
 
 
@@ -70,12 +62,10 @@ def box_mask(box: Box, size: int) -> np.ndarray:
 
 def to_eval_frame(maps: np.ndarray, boxes: list[Box], size: int) -> np.ndarray:
     """Anomaly maps on canvases (N, size, size) -> the image parts, each resized (bilinear) to (size, size)."""
-    import cv2
-
     out = np.empty((len(maps), size, size), np.float32)
     for i, (m, (top, left, nh, nw)) in enumerate(zip(maps, boxes)):
         crop = np.ascontiguousarray(m[top:top + nh, left:left + nw], np.float32)
-        out[i] = crop if crop.shape == (size, size) else cv2.resize(crop, (size, size), interpolation=cv2.INTER_LINEAR)
+        out[i] = resize_image(crop, size, interpolation="linear")
     return out
 
 
@@ -98,7 +88,7 @@ class ImageCache:
                 self.channels = img.shape[2]
             if img.shape[2] != self.channels:
                 img = img.mean(axis=2, keepdims=True) if self.channels == 1 else np.repeat(img, 3, axis=2)
-            eval_mask = resize_keep_mask(mask, self.size)
+            eval_mask = resize_mask(mask, self.size, keep_thin=True)
             if self.keep_aspect:
                 canvas, canvas_mask, box = letterbox(img, mask, self.size)
             else:
@@ -181,26 +171,14 @@ def load_support(records: list[Record], cache: ImageCache) -> list[Sample]:
 
 def synthesize_pool(method, prepared: PreparedSplit, n: int, seed: int, name: str, tries: int = 5,
                     show_progress: bool = True) -> list[Sample]:
-    """`n` synthetic defects on random good images; item i uses `default_rng([seed, stable_id(name), i])`
-    so a pool is the same whatever else ran before it. A method that returns an empty mask (or
-    refuses an image) is retried on another image a few times before the benchmark gives up."""
-    pool = []
-    for i in _bar(range(n), f"synthesise {name}", show_progress):
-        rng = np.random.default_rng([seed, stable_id(name), i])
-        last_error = None
-        for _ in range(tries):
-            j = int(rng.integers(len(prepared.goods)))
-            try:
-                s = method(prepared.goods[j], rng, foreground=prepared.foregrounds[j])
-            except DefectlabError as exc:
-                last_error = exc
-                continue
-            mask = np.asarray(s.mask, bool)
-            if mask.any():
-                # `good_index`: the clean image under the defect (a denoising student's target)
-                pool.append(Sample(np.clip(np.asarray(s.image, np.float32), 0, 1), mask, {**s.meta, "good_index": j}))
-                break
-        else:
-            raise DefectlabError(f"synthesis method {name!r} produced no defect in {tries} tries"
-                                 + (f" (last error: {last_error})" if last_error else ""))
-    return pool
+    """`n` synthetic defects on random good images, through the one loop `synth.batch.run_many` (`pick="random"`):
+    item i uses `default_rng([seed, stable_id(name), i])` (`stable_id`: a SHA-256 of the name), so a pool is the
+    same whatever else ran before it. A method that returns an empty mask (or refuses an image) is retried on
+    another image a few times before the benchmark gives up. `meta["good_index"]`: the clean image under the
+    defect (a denoising student's target)."""
+    from ..synth.batch import run_many
+
+    return [Sample(np.clip(np.asarray(s.image, np.float32), 0, 1), np.asarray(s.mask, bool), {**s.meta, "good_index": j})
+            for _, j, s in run_many(method, prepared.goods, n, [seed, stable_id(name)], foregrounds=prepared.foregrounds,
+                                    pick="random", tries=tries, name=name, desc=f"synthesise {name}",
+                                    show_progress=show_progress)]

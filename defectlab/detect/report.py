@@ -129,7 +129,7 @@ def pr_curves(masks: np.ndarray, maps: np.ndarray, scores: np.ndarray, bins: int
 def _pyplot():
     import matplotlib
 
-    from ..viz import _in_notebook
+    from ..viz import in_notebook as _in_notebook
 
     if not _in_notebook():
         matplotlib.use("Agg", force=False)

@@ -55,7 +55,7 @@ class InceptionWeights:
 
 
 def _sha256(path: Path) -> str:
-    from ..weights import _cached_sha256
+    from ..weights import cached_sha256 as _cached_sha256
 
     return _cached_sha256(path)
 

@@ -81,7 +81,7 @@ def lpips_backbone_available(net: str = "alex") -> bool:
 
 
 def _require_backbone(net: str, path) -> Path:
-    from ..weights import _cached_sha256
+    from ..weights import cached_sha256 as _cached_sha256
 
     name, sha, url = LPIPS_BACKBONES[net]
     found = lpips_backbone_path(net, path)
@@ -105,7 +105,7 @@ VARIANTS = ("auto", "lpips", "st")
 
 def stlpips_weights_path(net: str) -> Path:
     """The checked path of the shift-tolerant LPIPS weights for `net`, or a DefectlabError saying what to install."""
-    from ..weights import _cached_sha256
+    from ..weights import cached_sha256 as _cached_sha256
 
     name, sha = STLPIPS_WEIGHTS[net]
     try:

@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..errors import DefectlabError
+from ...errors import DefectlabError
 
 # scikit-image photographs that ship inside the package (no download). brick, grass and gravel are left
 # out on purpose: they are the normal surfaces of the embedded data set, and an anomaly source must be foreign.
@@ -53,14 +53,14 @@ def _skimage_photo(name: str) -> np.ndarray:
 
 @lru_cache(maxsize=64)
 def _folder_image(path: str) -> np.ndarray:
-    from ..imageio import read_image
+    from ...imageio import read_image
 
     return _shrink(_to_rgb_u8(read_image(path)))
 
 
 def _procedural(kind: str, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
     """A synthetic texture, uint8 RGB (H, W, 3): two random colours mixed by a pattern t in [0, 1]."""
-    from ..masks import perlin_noise
+    from ...masks import perlin_noise
 
     h, w = shape
     colours = rng.integers(0, 256, (2, 3)).astype(np.float32)
@@ -99,7 +99,7 @@ class AnomalySource:
         if self.folder is None:
             self.names = list(SKIMAGE_PHOTOS)
         else:
-            from ..imageio import IMAGE_SUFFIXES
+            from ...imageio import IMAGE_SUFFIXES
 
             if not self.folder.is_dir():
                 raise DefectlabError(f"{self.folder}: texture folder not found")
@@ -213,7 +213,7 @@ def _equalize(img, rng):  # pillike.Equalize() per channel, PIL's formula
 
 
 def _affine(img, rng):  # Affine(rotate=(-45, 45)), constant black border
-    from ..masks import rotate_array
+    from ...masks import rotate_array
 
     return rotate_array(img, rng.uniform(-45, 45))
 

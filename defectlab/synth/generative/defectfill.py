@@ -26,13 +26,13 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..progress import progress
-from ..registry import register
-from ..sample import Sample, as_mask
+from ...progress import progress
+from ...registry import register
+from ...sample import Sample, as_mask
 from . import diffusion
-from ._handcrafted import build_params
+from ..base import build_params
 from .patches import augment_pairs, begin_window_fit, crop, paste, random_windows
-from .training import crop_box, fitted_input, perlin_region, place_real_mask, require_region, seeded_init, work
+from ..learned import crop_box, fitted_input, perlin_region, place_real_mask, require_region, seeded_init, work
 
 
 @dataclass

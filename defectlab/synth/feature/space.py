@@ -22,11 +22,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import DefectlabError
-from ..progress import progress
-from ..sample import Sample, as_image, as_mask
-from ._handcrafted import build_params
-from .training import check_goods, perlin_region, require_fitted, require_region, require_rng, seeded_init, to_tensor, work
+from ...errors import DefectlabError
+from ...progress import progress
+from ...sample import Sample, as_image, as_mask
+from ..base import build_params
+from ..learned import check_goods, perlin_region, require_fitted, require_region, require_rng, seeded_init, to_tensor, work
 
 
 # --------------------------------------------------------------------------- encoders
@@ -42,8 +42,8 @@ def load_feature_encoder(encoder="efficientnet-lite0"):
     where to put it."""
     import warnings
 
-    from .. import taesd, weights
-    from ..config import quick_mode
+    from ... import taesd, weights
+    from ...config import quick_mode
 
     if encoder == "efficientnet-lite0":
         return pretrained_encoder(encoder)
@@ -66,7 +66,7 @@ def pretrained_encoder(name: str = "efficientnet-lite0"):
     import torch
     import torch.nn.functional as F
 
-    from .. import backbone
+    from ... import backbone
 
     features = backbone.pretrained_features(name, strides=(8, 16))
 
@@ -93,7 +93,7 @@ def torchvision_encoder(arch: str, weights_path: str, sha256: str, layer: str = 
     import torchvision
     from torchvision.models.feature_extraction import create_feature_extractor
 
-    from ..weights import sha256_of
+    from ...weights import sha256_of
 
     if sha256_of(weights_path) != sha256:
         raise DefectlabError(f"{weights_path}: SHA-256 differs from the one given")

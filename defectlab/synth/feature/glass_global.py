@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..registry import register
-from .features import FeatureParams, FeatureSpaceMethod
+from ...registry import register
+from .space import FeatureParams, FeatureSpaceMethod
 
 
 @dataclass

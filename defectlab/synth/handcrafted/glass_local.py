@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import masks
-from ..errors import DefectlabError
-from ..registry import register
-from ._handcrafted import bbox, blend_in_box, build_params, make_sample, prepare
+from ... import masks
+from ...errors import DefectlabError
+from ...registry import register
+from ..base import bbox, blend_in_box, build_params, make_sample, prepare
 from .anomaly_source import get_source, texture_for
 
 

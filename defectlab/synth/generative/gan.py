@@ -22,14 +22,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import DefectlabError
-from ..progress import progress
-from ..registry import register
-from ..sample import Sample, as_mask
-from ._handcrafted import build_params
-from .features import load_feature_encoder
+from ...errors import DefectlabError
+from ...progress import progress
+from ...registry import register
+from ...sample import Sample, as_mask
+from ..base import build_params
+from ..feature.space import load_feature_encoder
 from .patches import augment_pairs, begin_window_fit, crop, paste, random_windows
-from .training import (crop_box, fitted_input, perlin_region, place_real_mask, require_fitted, require_region,
+from ..learned import (crop_box, fitted_input, perlin_region, place_real_mask, require_fitted, require_region,
                        seeded_init, work)
 
 

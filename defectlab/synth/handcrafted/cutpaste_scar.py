@@ -10,9 +10,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .. import masks
-from ..registry import register
-from ._handcrafted import build_params, color_jitter, make_sample, prepare
+from ... import masks
+from ...registry import register
+from ..base import build_params, color_jitter, make_sample, prepare
 
 
 @dataclass

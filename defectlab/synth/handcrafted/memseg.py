@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .. import masks
-from ..registry import register
-from ._handcrafted import bbox, blend_in_box, build_params, color_jitter, make_sample, prepare
+from ... import masks
+from ...registry import register
+from ..base import bbox, blend_in_box, build_params, color_jitter, make_sample, prepare
 from .anomaly_source import get_source, texture_for
 
 

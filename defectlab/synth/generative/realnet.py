@@ -16,12 +16,12 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..progress import progress
-from ..registry import register
-from ..sample import Sample, as_mask
+from ...progress import progress
+from ...registry import register
+from ...sample import Sample, as_mask
 from . import diffusion
-from ._handcrafted import build_params
-from .training import (check_goods, fitted_input, perlin_region, require_fitted, require_region, require_rng, resize_to,
+from ..base import build_params
+from ..learned import (check_goods, fitted_input, perlin_region, require_fitted, require_region, require_rng, resize_to,
                        seeded_init, to_image, to_tensor, work)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .training import check_goods, crop_box, require_defects, require_rng, to_tensor, work
+from ..learned import check_goods, crop_box, require_defects, require_rng, to_tensor, work
 
 
 def crop(image: np.ndarray, mask: np.ndarray, window: tuple[int, int, int], size: int):

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .. import masks
-from ..registry import register
-from ..sample import as_image
-from ._handcrafted import bbox, blend_in_box, build_params, check_choice, make_sample, match_channels, prepare
+from ... import masks
+from ...registry import register
+from ...sample import as_image
+from ..base import bbox, blend_in_box, build_params, check_choice, make_sample, match_channels, prepare
 
 
 @dataclass

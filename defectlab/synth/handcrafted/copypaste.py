@@ -16,11 +16,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .. import masks
-from ..errors import DefectlabError
-from ..registry import register
-from ..sample import Sample, as_image, as_mask
-from ._handcrafted import bbox, build_params, check_choice, make_sample, match_channels, prepare
+from ... import masks
+from ...errors import DefectlabError
+from ...registry import register
+from ...sample import Sample, as_image, as_mask
+from ..base import bbox, build_params, check_choice, make_sample, match_channels, prepare
 
 
 @dataclass

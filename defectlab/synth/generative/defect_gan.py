@@ -38,13 +38,13 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..errors import DefectlabError
-from ..progress import progress
-from ..registry import register
-from ..sample import Sample, as_mask, torch_generator
-from ._handcrafted import build_params
+from ...errors import DefectlabError
+from ...progress import progress
+from ...registry import register
+from ...sample import Sample, as_mask, torch_generator
+from ..base import build_params
 from .patches import augment_pairs
-from .training import (check_goods, fitted_input, perlin_region, place_real_mask, require_defects, require_fitted,
+from ..learned import (check_goods, fitted_input, perlin_region, place_real_mask, require_defects, require_fitted,
                        require_region, require_rng, resize_to, seeded_init, to_image, to_tensor, work)
 
 NORMAL = "normal"  # the restoration channel of the control map (channel 0)

@@ -1,0 +1,96 @@
+"""The package layout: the registry is a leaf, the catalog lists every built-in method, the CLI has its subcommands."""
+import json
+import subprocess
+import sys
+
+import defectlab
+
+BUILTIN = ["adabldm", "bezier", "copypaste", "cutpaste", "cutpaste_scar", "defect_gan", "defectfill", "draem",
+           "glass_global", "glass_local", "memseg", "realnet_sdas", "simplenet", "texture_gan"]
+
+
+def _run(code: str) -> str:
+    return subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+
+
+def test_importing_the_registry_imports_no_method():
+    out = _run("import json, sys, defectlab.registry as r; "
+               "print(json.dumps([sorted(m for m in sys.modules if m.startswith(('defectlab.synth', 'defectlab.adabldm'))), "
+               "r.registered()]))")
+    synth_modules, registered = json.loads(out)
+    assert synth_modules == [] and registered == []
+
+
+def test_the_catalog_lists_every_builtin_method_by_family():
+    assert defectlab.available() == BUILTIN
+    assert defectlab.available("feature") == ["glass_global", "simplenet"]
+    assert defectlab.available("generative") == ["defect_gan", "defectfill", "realnet_sdas", "texture_gan"]
+    assert defectlab.get("draem").__module__ == "defectlab.synth.handcrafted.draem"
+    assert defectlab.create("cutpaste").name == "cutpaste"
+
+
+def test_one_resize_module_reproduces_each_callers_former_resizer():
+    """`defectlab.resize` keeps the exact bytes of the three former copies (PIL in imageio, cv2 in AdaBLDM's
+    pairs, cv2 INTER_LINEAR for anomaly maps): each caller picks its own by parameter."""
+    import cv2
+    import numpy as np
+    from PIL import Image
+
+    from defectlab.resize import resize_image, resize_mask
+
+    rng = np.random.default_rng(0)
+    img = rng.random((37, 53, 3)).astype(np.float32)
+    mask = rng.random((37, 53)) > 0.7
+    pil = np.stack([np.asarray(Image.fromarray(img[:, :, c], mode="F").resize((20, 16), Image.BILINEAR))
+                    for c in range(3)], axis=2)
+    assert np.array_equal(resize_image(img, (16, 20)), np.clip(pil, 0, 1))
+    assert np.array_equal(resize_image(img, 24, interpolation="area"), cv2.resize(img, (24, 24), interpolation=cv2.INTER_AREA))
+    assert resize_image(img[:, :, :1], 24, interpolation="area").shape == (24, 24, 1)
+    assert np.array_equal(resize_image(img[:, :, 0], 24, interpolation="linear"),
+                          cv2.resize(img[:, :, 0], (24, 24), interpolation=cv2.INTER_LINEAR))
+    assert np.array_equal(resize_mask(mask, (16, 20)),
+                          np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((20, 16), Image.NEAREST)) > 127)
+    assert np.array_equal(resize_mask(mask, 24, sampling="corner"),
+                          cv2.resize(mask.astype(np.uint8), (24, 24), interpolation=cv2.INTER_NEAREST) > 0)
+    thin = np.zeros((100, 100), bool)
+    thin[:, 37] = True
+    assert not resize_mask(thin, 10).any() and resize_mask(thin, 10, keep_thin=True).any()
+
+
+def test_one_loop_one_seeding_rule():
+    """`synth.batch.run_many`: item i is made from `default_rng([*seed, i])`, the good image cycled or drawn from it."""
+    import numpy as np
+
+    from defectlab.synth.batch import run_many
+
+    goods = [np.full((8, 8, 1), v, np.float32) for v in (0.1, 0.5, 0.9)]
+
+    def probe(image, rng, foreground=None):
+        mask = np.zeros((8, 8), bool)
+        mask[0, 0] = True
+        return defectlab.Sample(np.full_like(image, rng.random()), mask, {"good": float(image[0, 0, 0])})
+
+    cycled = list(run_many(probe, goods, 4, 7, show_progress=False))
+    assert [j for _, j, _ in cycled] == [0, 1, 2, 0]
+    assert [float(s.image[0, 0, 0]) for _, _, s in cycled] == [np.float32(np.random.default_rng([7, i]).random())
+                                                               for i in range(4)]
+    drawn = list(run_many(probe, goods, 3, [7, 11], pick="random", show_progress=False))
+    for i, j, s in drawn:
+        rng = np.random.default_rng([7, 11, i])
+        assert j == int(rng.integers(3)) and s.image[0, 0, 0] == np.float32(rng.random())
+
+
+def test_adabldm_steps_are_cli_subcommands(capsys, tmp_path):
+    import pytest
+
+    from defectlab.cli import main
+
+    for step, option in (("train", "--recipe"), ("generate", "--checkpoint")):
+        with pytest.raises(SystemExit) as exit_:
+            main(["adabldm", step, "--help"])
+        out = capsys.readouterr().out
+        assert exit_.value.code == 0 and out.startswith(f"usage: defectlab adabldm {step}") and option in out
+    assert main(["adabldm", "train", "--threads", "-1", "--out", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err.startswith("defectlab adabldm train: error: --threads must be >= 1")
+    out = _run("from defectlab.cli import main; main(['adabldm', 'generate', '--help'])")
+    assert "--by-type" in out
