@@ -49,9 +49,9 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import DefectlabError
-from .imageio import atomic_write_bytes
-from .progress import progress, tqdm
+from ..errors import DefectlabError
+from ..imageio import atomic_write_bytes
+from ..progress import progress, tqdm
 
 FEWSHOT = "fewshot"
 PATCHCORE = "patchcore"
@@ -132,7 +132,7 @@ class BenchmarkConfig:
 def scores_itself(method: str) -> bool:
     """A method whose anomalies live in feature space: it returns images unchanged, so a detector
     trained on its samples learns nothing; its own `score(image)` map is what gets tested."""
-    from . import registry
+    from .. import registry
 
     return callable(getattr(registry.get(method), "score", None))
 
@@ -140,7 +140,7 @@ def scores_itself(method: str) -> bool:
 def transferable(method: str) -> bool:
     """A method whose synthesis learns from the few-shot defects (`needs_fit`, not a feature-space scorer, and
     not marked `uses_defects = False`): only for it does a defect source of another category change anything."""
-    from . import registry
+    from .. import registry
 
     cls = registry.get(method)
     return bool(getattr(cls, "needs_fit", False)) and getattr(cls, "uses_defects", True) and not scores_itself(method)
@@ -152,7 +152,7 @@ def base_method(name: str) -> str:
 
 
 def _open_dataset(cfg: BenchmarkConfig):
-    from .data import build_embedded, open_dataset
+    from ..data import build_embedded, open_dataset
 
     if cfg.format == "embedded":  # built at --size so no resizing blurs its defects
         categories = [cfg.category] + ([cfg.transfer_from] if cfg.transfer_from not in (None, cfg.category) else [])
@@ -164,10 +164,10 @@ def _open_dataset(cfg: BenchmarkConfig):
 
 def _validate(cfg: BenchmarkConfig):
     """Every check that can fail before any training; returns (dataset, {seed: split})."""
-    from . import registry
-    from .data import few_shot_split
-    from .limits import check_int, check_side
-    from .paramcheck import check_overrides
+    from .. import registry
+    from ..data import few_shot_split
+    from ..limits import check_int, check_side
+    from ..paramcheck import check_overrides
 
     if not cfg.methods and cfg.shots <= 0:
         raise DefectlabError("--methods: name at least one synthesis method (or use --shots > 0 for the few-shot baseline)")
@@ -177,7 +177,7 @@ def _validate(cfg: BenchmarkConfig):
         registry.get(m)  # unknown name -> DefectlabError listing the known ones
     for m, params in cfg.method_params.items():
         if m == DIAD and cfg.diad:  # the DiAD row's parameters (DiADParams), e.g. diad.steps=300
-            from .detect import DiAD, DiADParams
+            from ..detect import DiAD, DiADParams
 
             check_overrides(m, DiADParams, params)
             DiAD(**params)
@@ -256,7 +256,7 @@ def _transfer_sources(cfg: BenchmarkConfig, dataset, splits: dict) -> dict:
     """{seed: the real defect records the transferred methods learn from}: the source category's few-shot
     support under the same shots / seed rule (`few_shot_split`, whose held-out part is not needed here;
     the benchmarked category's own split when it is the source), of the chosen types."""
-    from .data import few_shot_split
+    from ..data import few_shot_split
 
     if not cfg.transfer:
         return {}
@@ -271,7 +271,7 @@ def _transfer_sources(cfg: BenchmarkConfig, dataset, splits: dict) -> dict:
 def _fingerprint(cfg: BenchmarkConfig, dataset, splits: dict, sources: dict) -> dict:
     """`data_fingerprint` of the benchmarked category, and with a transfer from another category its files
     too and each seed's source records (split keys "<seed>@<category>")."""
-    from .fingerprint import data_fingerprint, digest
+    from ..fingerprint import data_fingerprint, digest
 
     fp = data_fingerprint(dataset, cfg.category, splits)
     if cfg.transfer_from in (None, cfg.category):
@@ -284,8 +284,8 @@ def _fingerprint(cfg: BenchmarkConfig, dataset, splits: dict, sources: dict) -> 
 
 def _check_memory(cfg: BenchmarkConfig, n_images: int, channels: int) -> None:
     """Refuse a --size / --n-synthetic / --quality-images that cannot fit in memory (issue #21)."""
-    from .detect import DetectorParams
-    from .limits import benchmark_bytes, check_memory
+    from ..detect import DetectorParams
+    from ..limits import benchmark_bytes, check_memory
 
     det = {**asdict(DetectorParams()), **cfg.detector}
     need = benchmark_bytes(cfg.size, n_images, cfg.n_synthetic, cfg.quality_images if cfg.quality != "none" else 0,
@@ -334,7 +334,7 @@ def _read_json_file(path: Path) -> dict:
 def _prepare_out(out: Path, cfg: dict, overwrite: bool, fingerprint: dict | None = None) -> None:
     """Refuse to clobber results; resume an interrupted run of the same configuration on the same data
     (`fingerprint`, from `defectlab.fingerprint.data_fingerprint`: files and each seed's split)."""
-    from .fingerprint import fingerprint_difference, summary
+    from ..fingerprint import fingerprint_difference, summary
 
     if out.exists() and not out.is_dir():
         raise DefectlabError(f"{out}: exists and is not a folder")
@@ -409,7 +409,7 @@ def _grid_indices(prepared, n: int) -> list[int]:
 
 
 def _make_detector(cfg: BenchmarkConfig):
-    from .detect import DeSTSegDetector, SegmentationDetector
+    from ..detect import DeSTSegDetector, SegmentationDetector
 
     if cfg.detector_name == "destseg":
         return DeSTSegDetector(**{"student_steps": cfg.steps, "seg_steps": cfg.steps, **cfg.detector})
@@ -417,7 +417,7 @@ def _make_detector(cfg: BenchmarkConfig):
 
 
 def _fit_detector(run: str, seed: int, cfg: BenchmarkConfig, prepared, defects, show_progress: bool):
-    from .detect.prepare import stable_id
+    from ..detect.prepare import stable_id
 
     det = _make_detector(cfg)
     # one initialisation per seed (paired runs); the data order depends on the run
@@ -433,7 +433,7 @@ def _detector_file(out: Path, seed: int) -> Path:
 def _fewshot_detector(seed: int, cfg: BenchmarkConfig, prepared, out: Path, show_progress: bool):
     """The seed's `fewshot` detector (trained on the real support defects only), for TRTS: the one saved by
     its run, else trained again exactly as that run trained it (same generators: same network) and saved."""
-    from .detect import DeSTSegDetector, SegmentationDetector
+    from ..detect import DeSTSegDetector, SegmentationDetector
 
     path = _detector_file(out, seed)
     if path.is_file():
@@ -447,7 +447,7 @@ def _fewshot_detector(seed: int, cfg: BenchmarkConfig, prepared, out: Path, show
 def _trts(det, pool, n_max: int) -> dict:
     """Train on real, test on synthetic (issue 23): the seed's `fewshot` detector scores the method's defects;
     pixel AP / AUPRO of its maps against the synthetic masks."""
-    from .metrics.trts import trts
+    from ..metrics.trts import trts
 
     return trts(lambda images: det.predict(images)[0], pool[:n_max])
 
@@ -484,8 +484,8 @@ def _score_and_test(run: str, seed: int, cfg: BenchmarkConfig, prepared, score_f
 
 
 def _patchcore_run(seed: int, cfg: BenchmarkConfig, prepared, out: Path, show_progress: bool) -> dict:
-    from .detect import PatchCore
-    from .detect.prepare import stable_id
+    from ..detect import PatchCore
+    from ..detect.prepare import stable_id
 
     t0 = time.time()
     model = PatchCore().fit(prepared.goods, np.random.default_rng([seed, stable_id(PATCHCORE)]), show_progress=show_progress)
@@ -494,8 +494,8 @@ def _patchcore_run(seed: int, cfg: BenchmarkConfig, prepared, out: Path, show_pr
 
 
 def _diad_run(seed: int, cfg: BenchmarkConfig, prepared, out: Path, show_progress: bool) -> dict:
-    from .detect import DiAD
-    from .detect.prepare import stable_id
+    from ..detect import DiAD
+    from ..detect.prepare import stable_id
 
     t0 = time.time()
     model = DiAD(**cfg.method_params.get(DIAD, {})).fit(prepared.goods, np.random.default_rng([seed, stable_id(DIAD)]), show_progress=show_progress)
@@ -505,8 +505,8 @@ def _diad_run(seed: int, cfg: BenchmarkConfig, prepared, out: Path, show_progres
 
 
 def _test_and_record(run, seed, cfg, prepared, maps, scores, top_k, train_seconds, test_seconds, extra, out) -> dict:
-    from .detect.report import pr_curves
-    from .metrics.detection import evaluate
+    from .tables import pr_curves
+    from ..metrics.detection import evaluate
 
     masks = np.stack(prepared.test_masks)
     metrics = {k: (float(v) if v is not None else None) for k, v in
@@ -531,7 +531,7 @@ BY_TYPE = ("image_auroc", "pixel_ap", "iap")
 def _by_type(labels: list[str], masks, maps, scores, top_k: int) -> dict:
     """Per held-out defect type: image AUROC, pixel AP and IAP on the good test images plus that type's defects
     (does a defect learned from one type, or one category, help on the others?)."""
-    from .metrics.detection import evaluate
+    from ..metrics.detection import evaluate
 
     out = {}
     for label in sorted(set(labels) - {"good"}):
@@ -578,8 +578,8 @@ def _quality(prepared, pool, n_max: int, seed: int) -> dict:
     most `n_max`, a seeded choice of) the held-out real defects, all at the benchmark's size: KID (subsets of
     half the smaller set), FID, the EfficientNet-Lite0 domain distance and IS; IC-LPIPS (DFMGAN protocol) of
     the pool around the real support defects it was made from, at `LPIPS_SIZE` px."""
-    from .metrics import quality
-    from .metrics.domain import DomainParams
+    from ..metrics import quality
+    from ..metrics.domain import DomainParams
 
     real = prepared.heldout_images
     real = [real[i] for i in sorted(np.random.default_rng([seed, 7]).permutation(len(real))[:n_max])]
@@ -599,7 +599,7 @@ def _quality(prepared, pool, n_max: int, seed: int) -> dict:
 def _region_quality(prepared, pool, n_max: int) -> dict:
     """Issue 23: the quality metrics on windows around each defect (`metrics.region`, at most `n_max` windows a
     side, synthetic vs every held-out real defect) and the visibility of the defects against their ring."""
-    from .metrics import region, visibility
+    from ..metrics import region, visibility
 
     held = [(im, m) for im, m, lab in zip(prepared.test_images, prepared.test_canvas_masks, prepared.test_labels)
             if lab != "good"]
@@ -617,13 +617,13 @@ def _scalar(value) -> float:
 
 
 def _build_method(name: str, prepared, seed: int, params: dict | None = None):
-    from . import registry
-    from .detect.prepare import stable_id
+    from .. import registry
+    from ..detect.prepare import stable_id
 
     method = registry.create(name, **(params or {}))
     trained = getattr(getattr(method, "params", None), "checkpoint", None)
     if trained:  # a synthesis model trained elsewhere must not have seen this seed's test images
-        from .adabldm.checkpoint import refuse_if_trained_on
+        from ..adabldm.checkpoint import refuse_if_trained_on
 
         refuse_if_trained_on(trained, prepared.test_keys)
     if getattr(method, "needs_fit", False):
@@ -636,7 +636,7 @@ def _run_seed(seed: int, split, cfg: BenchmarkConfig, cache, out: Path, show_pro
               source: list | None = None) -> None:
     from dataclasses import replace
 
-    from .detect.prepare import ImageCache, load_support, prepare_split
+    from ..detect.prepare import ImageCache, load_support, prepare_split
 
     prepared = None
     moved = None
@@ -696,7 +696,7 @@ def _pool_runs(method_name: str, name: str, seed: int, cfg: BenchmarkConfig, sou
     is fitted on `source()`'s support and draws on its goods (the benchmarked category's); the `+fewshot`
     run adds the benchmarked category's real support (`ready().support`). A transferred pool uses the same
     random generators as the in-category one: only where its defects come from differs."""
-    from .detect.prepare import synthesize_pool
+    from ..detect.prepare import synthesize_pool
 
     runs = [r for r in (name, f"{name}+{FEWSHOT}") if r in todo]
     wanted = cfg.quality == "all" or (cfg.quality == "first" and seed == cfg.seeds[0])
@@ -728,7 +728,7 @@ def _versions() -> dict:
     import torch
     import torchvision
 
-    from . import __version__
+    from .. import __version__
 
     return {"defectlab": __version__, "python": platform.python_version(), "numpy": np.__version__,
             "torch": torch.__version__, "torchvision": torchvision.__version__, "scikit-learn": sklearn.__version__}
@@ -740,7 +740,7 @@ def _stats_file(out: Path, run: str, seed: int) -> Path:
 
 def _save_image_stats(out: Path, run: str, seed: int, masks, maps) -> None:
     """Per-image pixel histograms and region scores of a run (`detection.image_stats`), for the bootstrap."""
-    from .metrics.detection import image_stats
+    from ..metrics.detection import image_stats
 
     buf = io.BytesIO()
     np.savez_compressed(buf, **image_stats(masks, maps))
@@ -755,7 +755,7 @@ def _correlations(cfg: BenchmarkConfig, summary: dict, quality: dict, out: Path 
     With `out` (a benchmark folder): a bootstrap 95 % interval over seeds and test images
     (`metrics.correlation.bootstrap_rank_correlations`, from the per-image statistics of each run; seeds only when
     those are missing), and `quality_vs_ap.png`, one scatter panel per quality metric."""
-    from .metrics.correlation import rank_correlation
+    from ..metrics.correlation import rank_correlation
 
     rows = []
     methods = [m for m in cfg.methods if m in summary and m in quality]
@@ -827,8 +827,8 @@ def _per_seed(cfg: BenchmarkConfig, out: Path, methods: list) -> dict:
 
 def _bootstrap(per_seed: dict, methods: list, keys: list) -> dict:
     """Bootstrap intervals of every (quality key, detection target) pair at once (one set of resamples)."""
-    from .metrics.correlation import bootstrap_rank_correlations
-    from .metrics.detection import binned_metrics
+    from ..metrics.correlation import bootstrap_rank_correlations
+    from ..metrics.detection import binned_metrics
 
     seeds = sorted(set.intersection(*(set(per_seed["quality"].get(m, {})) & set(per_seed["metrics"].get(m, {}))
                                       for m in methods)))
@@ -864,7 +864,7 @@ def quality_scatter(results: dict, methods: Sequence[str] | None = None, detecti
     """The quality <-> usefulness figure from a benchmark's `results.json` content: one panel per quality metric
     (x: its mean over seeds, y: the method-alone run's `detection` mean; error bars: std over seeds), or None
     when no quality metric was measured for every method."""
-    from .metrics.correlation import scatter_figure
+    from ..metrics.correlation import scatter_figure
 
     summary, quality = results["summary"], results["quality"]
     methods = [m for m in (methods or quality) if m in summary and m in quality]
@@ -882,7 +882,7 @@ def quality_scatter(results: dict, methods: Sequence[str] | None = None, detecti
 def _scatter(out: Path, methods: list, summary: dict, quality: dict) -> None:
     import matplotlib.pyplot as plt
 
-    from .viz import save_figure
+    from ..viz import save_figure
 
     fig = quality_scatter({"summary": summary, "quality": quality}, methods)
     if fig is not None:
@@ -893,7 +893,7 @@ def _scatter(out: Path, methods: list, summary: dict, quality: dict) -> None:
 def _load_runs(cfg: BenchmarkConfig, out: Path) -> tuple[list[dict], dict]:
     """The run records, and per method every numeric quality value as mean ± std over seeds (labels such as
     the networks used are kept as they are)."""
-    from .detect.report import mean_std
+    from .tables import mean_std
 
     runs = [json.loads(_run_file(out, r, s).read_text()) for s in cfg.seeds for r in cfg.run_names()]
     qual = [json.loads(_quality_file(out, m, s).read_text()) for s in cfg.seeds for m in cfg.synth_names()
@@ -917,8 +917,8 @@ def _load_runs(cfg: BenchmarkConfig, out: Path) -> tuple[list[dict], dict]:
 
 
 def _plots(cfg: BenchmarkConfig, out: Path, cache, splits) -> None:
-    from .detect.report import detection_grid, pr_figure
-    from .viz import save_figure
+    from .tables import detection_grid, pr_figure
+    from ..viz import save_figure
 
     import matplotlib.pyplot as plt
 
@@ -980,7 +980,7 @@ def _transfer_note(cfg: BenchmarkConfig, results: dict) -> str:
 
 
 def _markdown(cfg: BenchmarkConfig, results: dict) -> str:
-    from .detect.report import markdown_table
+    from .tables import markdown_table
 
     s = results["summary"]
     lines = [f"# Downstream detection: `{cfg.category}`", ""]
@@ -1028,7 +1028,7 @@ def _markdown(cfg: BenchmarkConfig, results: dict) -> str:
                       f"{s[best]['pixel_ap']['mean']:.3f} vs {base['pixel_ap']['mean']:.3f} few-shot only "
                       f"({s[best]['pixel_ap']['mean'] - base['pixel_ap']['mean']:+.3f}); IAP90 "
                       f"{s[best]['iap90']['mean']:.3f} vs {base['iap90']['mean']:.3f}.", ""]
-    from .detect.report import region_table
+    from .tables import region_table
 
     region = region_table(results["quality"], [m for m in cfg.synth_names() if not scores_itself(base_method(m))])
     if region:
@@ -1080,8 +1080,8 @@ def run_benchmark(data: str | Path | None, category: str, methods: Sequence[str]
     passed to `registry.create`, e.g. {"texture_gan": {"steps": 600}}. `threads`: torch CPU threads for the
     whole run (restored after); 1 is fastest on a machine whose cores other jobs are using. `transfer_from` /
     `transfer_types`: the transferred runs `<method>@<source>` (module docstring)."""
-    from .detect.detector import torch_threads
-    from .limits import check_int
+    from ..detect.detector import torch_threads
+    from ..limits import check_int
 
     if threads is not None:
         check_int("--threads", threads, low=1)
@@ -1098,9 +1098,9 @@ def _run_benchmark(data, category, methods, out, *, format, shots, seeds, size, 
                    detector_name, keep_aspect, patchcore, diad,
                    embedded, quality_images, overwrite, method_params, show_progress, command,
                    transfer_from, transfer_types) -> dict:
-    from .bench import machine_info
-    from .detect.prepare import ImageCache
-    from .detect.report import summarize
+    from ..bench import machine_info
+    from ..detect.prepare import ImageCache
+    from .tables import summarize
 
     t0 = time.time()
     cfg = BenchmarkConfig(category=category, methods=list(methods), data=str(Path(data).resolve()) if data else None,
@@ -1282,7 +1282,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    from .cli import run_handler
+    from ..cli import run_handler
 
     parser = add_arguments(argparse.ArgumentParser(prog="python -m defectlab.benchmark", description=__doc__,
                                                    formatter_class=argparse.RawDescriptionHelpFormatter))
