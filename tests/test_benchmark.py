@@ -6,7 +6,8 @@ import pytest
 
 import defectlab
 from defectlab import DefectlabError
-from defectlab.benchmark import BenchmarkConfig, _correlations, run_benchmark
+from defectlab.benchmark import BenchmarkConfig, run_benchmark
+from defectlab.benchmark.correlation import _correlations
 from defectlab.data import build_embedded, few_shot_split
 from defectlab.detect.prepare import ImageCache, prepare_split, resize_keep_mask, synthesize_pool
 
@@ -155,7 +156,7 @@ def test_cli_subcommand(tmp_path, tiny_root, capsys):
 
 def test_feature_methods_are_tested_through_their_own_score_maps(tmp_path, tiny_root):
     """SimpleNet returns images unchanged: its one run tests `score()`, not a detector trained on no-op samples."""
-    from defectlab.benchmark import _build_method
+    from defectlab.benchmark.runs import _build_method
     from defectlab.config import quick
     from defectlab.detect.detector import torch_threads
     from defectlab.metrics.detection import evaluate
@@ -210,7 +211,7 @@ def test_unet_detector_and_squashed_images_still_run(tmp_path, tiny_root):
 
 def test_paired_runs_start_from_one_initialisation(tiny_root, monkeypatch):
     """fewshot and method+fewshot of a seed get the same init_rng, whatever the run's data order."""
-    from defectlab import benchmark
+    from defectlab.benchmark.detector_runs import _train_and_test
     from defectlab.detect import DeSTSegDetector
 
     seen = []
@@ -229,7 +230,7 @@ def test_paired_runs_start_from_one_initialisation(tiny_root, monkeypatch):
     out = Path(tempfile.mkdtemp())
     (out / "runs").mkdir()
     for run in ("fewshot", "cutpaste+fewshot"):
-        benchmark._train_and_test(run, 0, cfg, prep, prep.support, out, False)
+        _train_and_test(run, 0, cfg, prep, prep.support, out, False)
     assert len(seen) == 2 and seen[0] == seen[1]
 
 
@@ -237,7 +238,8 @@ def test_a_checkpoint_trained_on_a_test_image_is_refused(tiny_root, monkeypatch)
     """AdaBLDM with `checkpoint=`: the benchmark refuses a model whose training defects include a held-out image."""
     from types import SimpleNamespace
 
-    from defectlab import benchmark, registry
+    from defectlab import registry
+    from defectlab.benchmark.runs import _build_method
     from defectlab.adabldm import checkpoint
 
     ds = defectlab.data.open_dataset(tiny_root, "mvtec")
@@ -248,6 +250,6 @@ def test_a_checkpoint_trained_on_a_test_image_is_refused(tiny_root, monkeypatch)
     fake = SimpleNamespace(params=SimpleNamespace(checkpoint="runs/adabldm"), needs_fit=False)
     monkeypatch.setattr(registry, "create", lambda name, **kw: fake)
     with pytest.raises(DefectlabError, match="trained on held-out test image"):
-        benchmark._build_method("adabldm", prep, 0)
+        _build_method("adabldm", prep, 0)
     monkeypatch.setattr(checkpoint, "training_sources", lambda folder: [])
-    assert benchmark._build_method("adabldm", prep, 0) is fake
+    assert _build_method("adabldm", prep, 0) is fake

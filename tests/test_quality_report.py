@@ -5,8 +5,11 @@ import json
 import numpy as np
 import pytest
 
-from defectlab.benchmark import BenchmarkConfig, _correlations, _load_runs, _save_image_stats
-from defectlab.detect.report import markdown_table
+from defectlab.benchmark import BenchmarkConfig
+from defectlab.benchmark.correlation import _correlations
+from defectlab.benchmark.folder import _save_image_stats
+from defectlab.benchmark.results import _load_runs
+from defectlab.benchmark.tables import markdown_table
 from defectlab.metrics import correlation, detection
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -93,7 +96,7 @@ def test_benchmark_correlations_with_bootstrap_scatter_and_labelled_columns(tmp_
             (out / "runs" / f"quality__{m}__seed{s}.json").write_text(json.dumps(q))
     runs, quality = _load_runs(cfg, out)
     assert quality["m1"]["kid"]["n"] == 2 and quality["m1"]["isc_network"] == "IS (EfficientNet-Lite0)"
-    from defectlab.detect.report import summarize
+    from defectlab.benchmark.tables import summarize
 
     summary = summarize(runs)
     rows = _correlations(cfg, summary, quality, out)
@@ -117,7 +120,7 @@ def test_benchmark_correlations_with_bootstrap_scatter_and_labelled_columns(tmp_
 
 
 def test_region_table_flags_far_less_visible_methods():
-    from defectlab.detect.report import region_table
+    from defectlab.benchmark.tables import region_table
 
     def ms(v):
         return {"mean": v, "std": 0.0, "n": 2}
@@ -133,7 +136,7 @@ def test_region_table_flags_far_less_visible_methods():
 
 
 def test_correlation_with_the_downstream_gain(tmp_path):
-    from defectlab.detect.report import summarize
+    from defectlab.benchmark.tables import summarize
 
     out = tmp_path / "bench"
     (out / "runs").mkdir(parents=True)

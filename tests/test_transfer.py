@@ -150,7 +150,7 @@ def test_a_source_category_without_defects_is_refused(tmp_path, root):
 def test_command_line_takes_and_records_the_transfer(tmp_path, root):
     import argparse
 
-    from defectlab.benchmark import _command_line, add_arguments
+    from defectlab.benchmark.cli import _command_line, add_arguments
 
     args = add_arguments(argparse.ArgumentParser()).parse_args(
         ["--data", str(root), "--category", "pcb_chip", "--methods", "copypaste", "--transfer-from", "washer",

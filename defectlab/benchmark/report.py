@@ -1,6 +1,6 @@
 """Turn a benchmark run (`results.json`) into figures and a report for a paper or a slide.
 
-    from defectlab.report import load_results, metric_figure, export_report
+    from defectlab.benchmark.report import load_results, metric_figure, export_report
     results = load_results("outputs/mt")          # a folder written by `defectlab benchmark`
     export_report("outputs/mt", "outputs/mt_report")  # report.md, report.html, PNG figures
 """
