@@ -8,7 +8,7 @@ import torch
 from scipy import ndimage
 
 from defectlab import DefectlabError
-from defectlab.metrics import features as F
+from defectlab.metrics import inception as F
 from defectlab.metrics import quality as Q
 
 

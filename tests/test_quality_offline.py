@@ -5,7 +5,7 @@ import pytest
 from scipy import ndimage
 
 from defectlab import DefectlabError
-from defectlab.metrics import features as F
+from defectlab.metrics import inception as F
 from defectlab.metrics import quality as Q
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 
-_SUBMODULES = ("correlation", "detection", "domain", "features", "iclpips", "isc", "quality", "region", "trts",
+_SUBMODULES = ("correlation", "detection", "domain", "iclpips", "inception", "isc", "quality", "region", "trts",
                "visibility")
 
 

