@@ -84,12 +84,7 @@ def test_refuses_a_foreign_output_folder(tmp_path, tiny_root):
         run_benchmark(tiny_root, "brick", ["cutpaste"], tmp_path / "out", format="mvtec", shots=1, seeds=[0], **FAST)
 
 
-def test_tiny_benchmark_end_to_end_then_refuse_then_resume(tmp_path, tiny_root, monkeypatch):
-    from defectlab.metrics import quality
-
-    # KID runs for real; FID's 2048 x 2048 eigen-decomposition takes about a minute on a busy CPU, so a
-    # stand-in checks only that its value reaches the results
-    monkeypatch.setattr(quality, "fid", lambda real, fake: 40.0 + len(real) + len(fake))
+def test_tiny_benchmark_end_to_end_then_refuse_then_resume(tmp_path, tiny_root):
     out = tmp_path / "bench"
     res = run_benchmark(tiny_root, "brick", METHODS, out, format="mvtec", shots=1, seeds=[0, 1], **FAST)
     for name in ("results.json", "results.md", "config.json"):
@@ -108,7 +103,7 @@ def test_tiny_benchmark_end_to_end_then_refuse_then_resume(tmp_path, tiny_root, 
     assert saved["summary"]["cutpaste"]["pixel_ap"]["n"] == 2
     assert set(saved["quality"]) == set(METHODS)
     assert all(np.isfinite(saved["quality"][m]["kid"]["mean"]) for m in METHODS)
-    assert saved["quality"]["cutpaste"]["fid"] == {"mean": 40.0 + 6 + 4, "std": 0.0, "n": 2}
+    assert np.isfinite(saved["quality"]["cutpaste"]["fid"]["mean"]) and saved["quality"]["cutpaste"]["fid"]["n"] == 2
     assert saved["machine"]["cpu_count"] and saved["versions"]["torch"] and saved["wall_seconds"] > 0
     md = (out / "results.md").read_text()
     assert all(f"| `{n}` |" in md for n in RUNS) and "rank correlation" in md

@@ -17,22 +17,22 @@ LPIPS_SIZE = 128  # IC-LPIPS on images resized to 128 px: ST-LPIPS keeps stride 
 
 
 def _quality(prepared, pool, n_max: int, seed: int) -> dict:
-    """Every quality metric (`defectlab.metrics.quality`) of (at most `n_max` of) the synthetic pool against (at
-    most `n_max`, a seeded choice of) the held-out real defects, all at the benchmark's size: KID (subsets of
-    half the smaller set), FID, the EfficientNet-Lite0 domain distance and IS; IC-LPIPS (DFMGAN protocol) of
-    the pool around the real support defects it was made from, at `LPIPS_SIZE` px."""
+    """The quality metrics of (at most `n_max` of) the synthetic pool against (at most `n_max`, a seeded choice of)
+    the held-out real defects, all at the benchmark's size, in one call (`defectlab.metrics.quality`): KID (subsets
+    of half the smaller set), FID, the EfficientNet-Lite0 domain distance and IS; then IC-LPIPS (DFMGAN protocol)
+    of the pool around the real support defects it was made from, at `LPIPS_SIZE` px."""
     from ..metrics import quality
     from ..metrics.domain import DomainParams
+    from ..metrics.iclpips import ic_lpips
 
     real = prepared.heldout_images
     real = [real[i] for i in sorted(np.random.default_rng([seed, 7]).permutation(len(real))[:n_max])]
     fake = [s.image for s in pool[:n_max]]
     side = max(32, int(round(real[0].shape[0] / 32)) * 32)  # EfficientNet wants multiples of 32
-    out = quality.compute(real, fake, fid=False, ic_lpips=False, domain_params=DomainParams(size=side))
-    out["fid"] = _scalar(quality.fid(real, fake))  # (features cached by compute: only the Fréchet part is new)
+    out = quality(real, fake, ic_lpips=False, domain_params=DomainParams(size=side))
     centres = [s.image for s in prepared.support]
     if len(centres) >= 1:
-        r = quality.ic_lpips(centres, fake, "dfmgan", size=min(LPIPS_SIZE, real[0].shape[0]))
+        r = ic_lpips(centres, fake, "dfmgan", size=min(LPIPS_SIZE, real[0].shape[0]))
         out.update(ic_lpips=r.value, ic_lpips_nonempty=r.value_nonempty, ic_lpips_network=r.network,
                    ic_lpips_protocol=r.protocol, ic_lpips_centres=len(centres))
     out.update(_region_quality(prepared, pool, n_max))
@@ -52,11 +52,6 @@ def _region_quality(prepared, pool, n_max: int) -> dict:
     out = region.region_quality(real_images, real_masks, fake_images, fake_masks, params)
     out.update(visibility.compare(real_images, real_masks, fake_images, fake_masks))
     return out
-
-
-def _scalar(value) -> float:
-    """FID is a number; KID a (mean, std, ...) result whose mean goes in the table."""
-    return float(getattr(value, "mean", value))
 
 
 def _trts(det, pool, n_max: int) -> dict:

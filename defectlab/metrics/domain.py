@@ -62,7 +62,7 @@ def domain_features(images, params: DomainParams | None = None) -> np.ndarray:
 def domain_distance(real, fake, params: DomainParams | None = None, kid_params=None) -> DomainDistance:
     """Fréchet and kernel distance between the pooled EfficientNet-Lite0 features of two image sets
     (lower = closer to the real images, for the detector's backbone)."""
-    from .quality import frechet_distance, kernel_inception_distance
+    from .fid_kid import frechet_distance, kernel_inception_distance
 
     fr, ff = domain_features(real, params), domain_features(fake, params)
     k = kernel_inception_distance(fr, ff, kid_params)

