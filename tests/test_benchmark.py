@@ -141,7 +141,7 @@ def test_cli_subcommand(tmp_path, tiny_root, capsys):
     from defectlab.cli import main
 
     base = ["benchmark", "--data", str(tiny_root), "--format", "mvtec", "--category", "brick", "--shots", "1",
-            "--seeds", "0", "--size", "32", "--steps", "2", "--n-synthetic", "2", "--threads", "1", "--quality", "none"]
+            "--seeds", "0", "--size", "32", "--detector-steps", "2", "--n-synthetic", "2", "--threads", "1", "--quality", "none"]
     assert main(base + ["--methods", "cutpaste,nope", "--out", str(tmp_path / "a")]) == 2
     assert "unknown synthesis method 'nope'" in capsys.readouterr().err
     assert main(base + ["--methods", "cutpaste", "--out", str(tmp_path / "b")]) == 0
@@ -180,7 +180,7 @@ def test_method_parameters_reach_the_method_and_are_checked_first(tmp_path, tiny
     from defectlab.cli import main
 
     base = ["benchmark", "--data", str(tiny_root), "--format", "mvtec", "--category", "brick", "--shots", "1",
-            "--seeds", "0", "--size", "32", "--steps", "2", "--n-synthetic", "2", "--threads", "1", "--quality", "none",
+            "--seeds", "0", "--size", "32", "--detector-steps", "2", "--n-synthetic", "2", "--threads", "1", "--quality", "none",
             "--methods", "cutpaste"]
     assert main(base + ["--method-param", "cutpaste.no_such=1", "--out", str(tmp_path / "a")]) == 2
     assert "cutpaste: unknown parameter(s) no_such" in capsys.readouterr().err and not (tmp_path / "a").exists()

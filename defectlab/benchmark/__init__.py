@@ -1,7 +1,7 @@
 """Downstream benchmark: does training a detector on a method's synthetic defects find real ones?
 
     defectlab benchmark --data PATH --category C --methods copypaste,cutpaste,draem \\
-        --shots 10 --seeds 0,1,2 --size 256 --out DIR [--detector destseg|unet] [--steps N]
+        --shots 10 --seeds 0,1,2 --size 256 --out DIR [--detector destseg|unet] [--detector-steps N]
         [--format mvtec|magnetic_tile|embedded]
 
 Protocol, per seed: split the real defects of each type into `shots` for training and the rest

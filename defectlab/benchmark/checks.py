@@ -58,7 +58,7 @@ def _validate(cfg: BenchmarkConfig):
     check_int("--shots", cfg.shots, low=0)
     check_int("--quality-images", cfg.quality_images, low=2)
     if cfg.steps < 1 or cfg.n_synthetic < 1:
-        raise DefectlabError(f"--steps and --n-synthetic must be >= 1, got {cfg.steps}, {cfg.n_synthetic}")
+        raise DefectlabError(f"--detector-steps and --n-synthetic must be >= 1, got {cfg.steps}, {cfg.n_synthetic}")
     if cfg.detector_name not in DETECTORS:
         raise DefectlabError(f"--detector must be one of {', '.join(DETECTORS)}, got {cfg.detector_name!r}")
     _make_detector(cfg)  # unknown detector parameters -> DefectlabError

@@ -3,11 +3,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+import warnings
 from pathlib import Path
 
 from ..errors import DefectlabError
 from .config import DETECTORS
 from .protocol import run_benchmark
+
+DETECTOR_STEPS = 400  # default of --detector-steps (run_benchmark's `steps`)
 
 
 def _csv(kind):
@@ -49,8 +53,10 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--no-patchcore", action="store_true", help="leave out the unsupervised PatchCore row")
     p.add_argument("--diad", action="store_true",
                    help="add the unsupervised DiAD row (guided latent-diffusion reconstruction; trains minutes on a CPU)")
-    p.add_argument("--steps", type=_at_least(1), default=400,
-                   help="detector training steps per run (destseg: per stage; default 400)")
+    p.add_argument("--detector-steps", type=_at_least(1), metavar="N",
+                   help=f"detector training steps per run (destseg: per stage; default {DETECTOR_STEPS}); a synthesis "
+                        "method's own steps are --method-param METHOD.steps=N")
+    p.add_argument("--steps", type=_at_least(1), metavar="N", help="deprecated: the old name of --detector-steps")
     p.add_argument("--n-synthetic", type=_at_least(1), default=200, help="synthetic defects per method and seed (default 200)")
     p.add_argument("--quality", choices=("all", "first", "none"), default="all",
                    help="KID / FID of each method's synthetic defects for all seeds (default), the first only, "
@@ -126,7 +132,7 @@ def _command_line(args: argparse.Namespace) -> str:
     for flag, value in (("--data", args.data), ("--format", args.format), ("--category", args.category),
                         ("--methods", ",".join(args.methods)), ("--shots", args.shots),
                         ("--seeds", ",".join(map(str, args.seeds))), ("--size", args.size),
-                        ("--detector", args.detector), ("--steps", args.steps),
+                        ("--detector", args.detector), ("--detector-steps", _steps_value(args)),
                         ("--n-synthetic", args.n_synthetic), ("--quality", args.quality),
                         ("--quality-images", args.quality_images), ("--threads", args.threads),
                         ("--embedded-counts", ",".join(map(str, args.embedded_counts or [])) or None),
@@ -144,9 +150,38 @@ def _command_line(args: argparse.Namespace) -> str:
     return shlex.join(parts)
 
 
+def _steps_value(args: argparse.Namespace) -> int:
+    """The detector's steps: --detector-steps, else the deprecated --steps, else the default."""
+    new, old = getattr(args, "detector_steps", None), getattr(args, "steps", None)
+    return new if new is not None else old if old is not None else DETECTOR_STEPS
+
+
+def _detector_steps(args: argparse.Namespace) -> int:
+    """`_steps_value`, after refusing --steps and --detector-steps with different values and warning that --steps
+    (confused with a synthesis method's own `steps` parameter) is deprecated."""
+    new, old = getattr(args, "detector_steps", None), getattr(args, "steps", None)
+    if old is not None:
+        if new is not None and new != old:
+            raise DefectlabError(f"--steps {old} and --detector-steps {new}: --steps is the deprecated name of "
+                                 "--detector-steps; give --detector-steps only")
+        _warn_deprecated("--steps is deprecated and will be removed: use --detector-steps (the detector's training "
+                         "steps; a synthesis method's own steps are --method-param METHOD.steps=N)")
+    return _steps_value(args)
+
+
+def _warn_deprecated(message: str) -> None:
+    """A DeprecationWarning that a command-line user sees: Python shows one by default only when it is raised in
+    __main__, so unless warnings were configured (-W, PYTHONWARNINGS) this one is always shown."""
+    with warnings.catch_warnings():
+        if not sys.warnoptions:
+            warnings.simplefilter("always", DeprecationWarning)
+        warnings.warn(message, DeprecationWarning, stacklevel=3)
+
+
 def main(args: argparse.Namespace) -> int:
+    steps = _detector_steps(args)
     results = run_benchmark(args.data, args.category, args.methods, args.out, format=args.format, shots=args.shots,
-                            seeds=args.seeds, size=args.size, steps=args.steps, n_synthetic=args.n_synthetic,
+                            seeds=args.seeds, size=args.size, steps=steps, n_synthetic=args.n_synthetic,
                             detector_name=args.detector, keep_aspect=not args.squash, patchcore=not args.no_patchcore,
                             diad=args.diad, quality=args.quality, quality_images=args.quality_images, overwrite=args.overwrite, embedded=_embedded_counts(args),
                             threads=args.threads, method_params=_method_params(args),
