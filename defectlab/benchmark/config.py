@@ -3,19 +3,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-
 FEWSHOT = "fewshot"
-
 PATCHCORE = "patchcore"
-
 DIAD = "diad"
-
 DETECTORS = ("destseg", "unet")
-
 # config keys that must match for an interrupted benchmark to resume (methods and seeds may grow)
 _RESUME_KEYS = ("data", "format", "category", "shots", "size", "steps", "n_synthetic", "detector", "embedded",
                 "detector_name", "keep_aspect", "patchcore", "transfer_from", "transfer_types")
-
 # parameters of a method's transferred runs over its own (a user's --method-param wins): copy-paste blends
 # in the gradient domain, so a defect from another surface takes this one's brightness and colour
 TRANSFER_PARAMS = {"copypaste": {"blend": "poisson"}}

@@ -12,12 +12,9 @@ from .config import FEWSHOT, BenchmarkConfig
 from .folder import _quality_file, _run_file, _stats_file
 from .quality import QUALITY_KEYS
 
-
 # detection metrics of the method-alone runs the quality metrics are correlated with
 CORRELATION_TARGETS = ("pixel_ap", "iap", "iap90")
-
 GAIN = "pixel_ap_gain"  # and the downstream gain: pixel AP of `<method>+fewshot` minus that of `fewshot`
-
 BOOTSTRAP_RESAMPLES = 1000
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-
 # quality metrics of each method's synthetic defects: (key in the quality files, label, lower is better)
 QUALITY_KEYS = (("kid", "KID", True), ("fid", "FID", True), ("domain_frechet", "domain Fréchet", True),
                 ("domain_kernel", "domain KD", True), ("ic_lpips", "IC-LPIPS", False), ("isc", "IS", False),
@@ -12,7 +11,6 @@ QUALITY_KEYS = (("kid", "KID", True), ("fid", "FID", True), ("domain_frechet", "
                 ("region_domain_frechet", "region domain Fréchet", True), ("region_ic_lpips", "region IC-LPIPS", False),
                 ("visibility_ratio", "visibility ratio", False), ("trts_pixel_ap", "TRTS pixel AP", False),
                 ("trts_aupro", "TRTS AUPRO", False))
-
 LPIPS_SIZE = 128  # IC-LPIPS on images resized to 128 px: ST-LPIPS keeps stride 1 in its first layer (memory)
 
 

@@ -8,11 +8,9 @@ import numpy as np
 
 from .config import BenchmarkConfig
 
-
 # (key in the metrics dict, column title) of the results table
 TABLE_METRICS = (("image_auroc", "image AUROC"), ("pixel_auroc", "pixel AUROC"), ("pixel_ap", "pixel AP"),
                  ("iap", "IAP"), ("iap90", "IAP90"), ("aupro", "AUPRO"))
-
 # (key in the quality dict, column title, digits); titles name the network when the quality entry does
 QUALITY_METRICS = (("kid", "KID ↓", 4), ("fid", "FID ↓", 1), ("domain_frechet", "domain Fréchet ↓", 2),
                    ("domain_kernel", "domain KD ↓", 3), ("ic_lpips", "IC-LPIPS ↑", 3), ("isc", "IS", 2))
