@@ -26,13 +26,13 @@ def run_benchmark(data: str | Path | None, category: str, methods: Sequence[str]
                   embedded: dict | None = None, quality_images: int = 100, threads: int | None = None, overwrite: bool = False,
                   method_params: dict | None = None, show_progress: bool = True, command: str | None = None,
                   transfer_from: str | None = None, transfer_types: Sequence[str] = ()) -> dict:
-    """Run the protocol (module docstring) and write its outputs under `out`; returns results.json's content.
+    """Run the protocol (the package docstring) and write its outputs under `out`; returns results.json's content.
 
     `embedded`: with `format="embedded"`, counts for `build_embedded` (n_train, n_test_good, n_test_defect);
     its default of 3 defects per type only allows `shots` <= 2. `method_params`: {method: {parameter: value}}
     passed to `registry.create`, e.g. {"texture_gan": {"steps": 600}}. `threads`: torch CPU threads for the
     whole run (restored after); 1 is fastest on a machine whose cores other jobs are using. `transfer_from` /
-    `transfer_types`: the transferred runs `<method>@<source>` (module docstring)."""
+    `transfer_types`: the transferred runs `<method>@<source>` (the package docstring)."""
     from ..detect.detector import torch_threads
     from ..limits import check_int
 

@@ -4,7 +4,7 @@
 (IC-LPIPS), `domain` (the domain-feature distance), on the Inception features of `inception`; `region` (the same
 on defect windows), `visibility`, `trts`, `correlation`.
 
-    from defectlab.metrics import fid_kid, quality
+    from defectlab.metrics import fid_kid, iclpips, isc, quality
     scores = quality(real_defects, synthetic)    # a flat dict; every network-dependent value is labelled
     fid_kid.fid(real, fake); fid_kid.kid(real, fake); isc.inception_score(fake); iclpips.ic_lpips(real, fake)
 
