@@ -31,7 +31,8 @@ def _point_file(out: Path, seed: int, steps: int) -> Path:
 def run(args) -> None:
     import torch
 
-    from defectlab import benchmark as b
+    from defectlab.benchmark import BenchmarkConfig
+    from defectlab.benchmark.checks import validate_config
     from defectlab.bench import machine_info
     from defectlab.detect import DeSTSegDetector
     from defectlab.detect.prepare import ImageCache, prepare_split, stable_id
@@ -41,9 +42,9 @@ def run(args) -> None:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    cfg = b.BenchmarkConfig(data=args.data, format="magnetic_tile", category="magnetic_tile", methods=[],
-                            seeds=[args.seed], size=args.size, shots=args.shots)
-    _, splits = b._validate(cfg)
+    cfg = BenchmarkConfig(data=args.data, format="magnetic_tile", category="magnetic_tile", methods=[],
+                       seeds=[args.seed], size=args.size, shots=args.shots)
+    _, splits = validate_config(cfg)
     prepared = prepare_split(splits[args.seed], ImageCache(args.size, keep_aspect=True), show_progress=False)
     masks = np.stack(prepared.test_masks)
     for steps in args.steps:

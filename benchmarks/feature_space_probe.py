@@ -20,7 +20,8 @@ def main() -> None:
     import torch
     from sklearn.metrics import average_precision_score, roc_auc_score
 
-    from defectlab import benchmark as b
+    from defectlab.benchmark import BenchmarkConfig
+    from defectlab.benchmark.checks import validate_config
     from defectlab import methods
     from defectlab.detect.prepare import ImageCache, prepare_split
 
@@ -30,9 +31,9 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=256)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    cfg = b.BenchmarkConfig(data=args.data, format="magnetic_tile", category="magnetic_tile", methods=["simplenet"],
+    cfg = BenchmarkConfig(data=args.data, format="magnetic_tile", category="magnetic_tile", methods=["simplenet"],
                             seeds=[0], size=args.size)
-    _, splits = b._validate(cfg)
+    _, splits = validate_config(cfg)
     prepared = prepare_split(splits[0], ImageCache(args.size, keep_aspect=True), show_progress=False)
     rng = np.random.default_rng(0)
     labels = np.array(prepared.test_labels)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from defectlab.bench import machine_info
-from defectlab.metrics import features
+from defectlab.metrics import inception
 
 
 def main() -> None:
@@ -21,9 +21,9 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=16)
     parser.add_argument("--batch", type=int, default=8)
     args = parser.parse_args()
-    source = features.resolve_weights()
+    source = inception.resolve_weights()
     t0 = time.perf_counter()
-    net = features.extractor()
+    net = inception.extractor()
     build_s = time.perf_counter() - t0
     rng = np.random.default_rng(0)
     batch = torch.from_numpy(rng.integers(0, 256, (args.batch, 3, 299, 299), dtype=np.uint8))

@@ -16,7 +16,12 @@ import numpy as np
 
 
 def main() -> None:
-    from defectlab import benchmark as b
+    from defectlab.benchmark import BenchmarkConfig, scores_itself
+    from defectlab.benchmark.checks import validate_config
+    from defectlab.benchmark.detector_runs import fewshot_detector
+    from defectlab.benchmark.folder import quality_file, write_json
+    from defectlab.benchmark.quality import method_quality, trts_scores
+    from defectlab.benchmark.runs import build_method
     from defectlab.detect.detector import torch_threads
     from defectlab.detect.prepare import ImageCache, prepare_split, synthesize_pool
 
@@ -28,26 +33,26 @@ def main() -> None:
     args = ap.parse_args()
     out = Path(args.out)
     saved = json.loads((out / "config.json").read_text())
-    fields = set(b.BenchmarkConfig.__dataclass_fields__)
-    cfg = b.BenchmarkConfig(**{k: v for k, v in saved.items() if k in fields})
+    fields = set(BenchmarkConfig.__dataclass_fields__)
+    cfg = BenchmarkConfig(**{k: v for k, v in saved.items() if k in fields})
     cfg.seeds, cfg.quality_images = [args.seed], args.quality_images
     with torch_threads(args.threads):
-        _, splits = b._validate(cfg)
+        _, splits = validate_config(cfg)
         prepared = prepare_split(splits[args.seed], ImageCache(cfg.size, keep_aspect=cfg.keep_aspect), show_progress=False)
         for m in cfg.methods:
-            if b.scores_itself(m) or b._quality_file(out, m, args.seed).is_file():
+            if scores_itself(m) or quality_file(out, m, args.seed).is_file():
                 continue
             t0 = time.time()
-            method = b._build_method(m, prepared, args.seed, cfg.method_params.get(m))
+            method = build_method(m, prepared, args.seed, cfg.method_params.get(m))
             pool = synthesize_pool(method, prepared, cfg.n_synthetic, args.seed, m, show_progress=False)
             synth_seconds = time.time() - t0
             t1 = time.time()
-            q = {"method": m, "seed": args.seed, **b._quality(prepared, pool, cfg.quality_images, args.seed),
+            q = {"method": m, "seed": args.seed, **method_quality(prepared, pool, cfg.quality_images, args.seed),
                  "synth_seconds": round(synth_seconds, 2)}
             if cfg.shots > 0:
-                q.update(b._trts(b._fewshot_detector(args.seed, cfg, prepared, out, False), pool, cfg.quality_images))
+                q.update(trts_scores(fewshot_detector(args.seed, cfg, prepared, out, False), pool, cfg.quality_images))
             q["quality_seconds"] = round(time.time() - t1, 2)
-            b._write_json(b._quality_file(out, m, args.seed), q)
+            write_json(quality_file(out, m, args.seed), q)
             print(m, {k: q[k] for k in ("kid", "fid", "trts_pixel_ap") if k in q}, f"{time.time() - t0:.0f} s", flush=True)
 
 

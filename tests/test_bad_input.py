@@ -305,7 +305,7 @@ def test_cli_export_of_a_truncated_image_is_one_error_line(tmp_path, capsys):
 
 
 BENCH = ["benchmark", "--format", "mvtec", "--category", "widget", "--methods", "cutpaste", "--shots", "1",
-         "--seeds", "0", "--size", "32", "--steps", "2", "--n-synthetic", "2", "--quality", "none", "--threads", "1"]
+         "--seeds", "0", "--size", "32", "--detector-steps", "2", "--n-synthetic", "2", "--quality", "none", "--threads", "1"]
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -335,7 +335,8 @@ def test_cli_benchmark_unknown_data_and_impossible_out(tmp_path, capsys):
     assert code == 2 and err.startswith("defectlab: error: ") and "file/bench" in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("flag, value", [("--threads", "-1"), ("--threads", "0"), ("--shots", "-2"), ("--steps", "0")])
+@pytest.mark.parametrize("flag, value", [("--threads", "-1"), ("--threads", "0"), ("--shots", "-2"), ("--detector-steps", "0"),
+                                        ("--steps", "0")])
 def test_cli_benchmark_negative_numbers_are_usage_errors(tmp_path, capsys, flag, value):
     from defectlab.cli import main
 

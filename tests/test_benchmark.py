@@ -6,7 +6,8 @@ import pytest
 
 import defectlab
 from defectlab import DefectlabError
-from defectlab.benchmark import BenchmarkConfig, _correlations, run_benchmark
+from defectlab.benchmark import BenchmarkConfig, run_benchmark
+from defectlab.benchmark.correlation import quality_correlations
 from defectlab.data import build_embedded, few_shot_split
 from defectlab.detect.prepare import ImageCache, prepare_split, synthesize_pool
 from defectlab.resize import resize_mask
@@ -84,12 +85,7 @@ def test_refuses_a_foreign_output_folder(tmp_path, tiny_root):
         run_benchmark(tiny_root, "brick", ["cutpaste"], tmp_path / "out", format="mvtec", shots=1, seeds=[0], **FAST)
 
 
-def test_tiny_benchmark_end_to_end_then_refuse_then_resume(tmp_path, tiny_root, monkeypatch):
-    from defectlab.metrics import quality
-
-    # KID runs for real; FID's 2048 x 2048 eigen-decomposition takes about a minute on a busy CPU, so a
-    # stand-in checks only that its value reaches the results
-    monkeypatch.setattr(quality, "fid", lambda real, fake: 40.0 + len(real) + len(fake))
+def test_tiny_benchmark_end_to_end_then_refuse_then_resume(tmp_path, tiny_root):
     out = tmp_path / "bench"
     res = run_benchmark(tiny_root, "brick", METHODS, out, format="mvtec", shots=1, seeds=[0, 1], **FAST)
     for name in ("results.json", "results.md", "config.json"):
@@ -108,7 +104,7 @@ def test_tiny_benchmark_end_to_end_then_refuse_then_resume(tmp_path, tiny_root, 
     assert saved["summary"]["cutpaste"]["pixel_ap"]["n"] == 2
     assert set(saved["quality"]) == set(METHODS)
     assert all(np.isfinite(saved["quality"][m]["kid"]["mean"]) for m in METHODS)
-    assert saved["quality"]["cutpaste"]["fid"] == {"mean": 40.0 + 6 + 4, "std": 0.0, "n": 2}
+    assert np.isfinite(saved["quality"]["cutpaste"]["fid"]["mean"]) and saved["quality"]["cutpaste"]["fid"]["n"] == 2
     assert saved["machine"]["cpu_count"] and saved["versions"]["torch"] and saved["wall_seconds"] > 0
     md = (out / "results.md").read_text()
     assert all(f"| `{n}` |" in md for n in RUNS) and "rank correlation" in md
@@ -135,7 +131,7 @@ def test_rank_correlation_of_quality_with_detection():
     ap = {"a": 0.9, "b": 0.5, "c": 0.3, "d": 0.1}
     summary = {m: {"pixel_ap": {"mean": v}, "iap90": {"mean": v / 2}} for m, v in ap.items()}
     quality = {m: {"kid": {"mean": 1 - v}, "fid": {"mean": 100 * (1 - v)}} for m, v in ap.items()}
-    rows = _correlations(cfg, summary, quality)
+    rows = quality_correlations(cfg, summary, quality)
     assert {(r["quality"], r["detection"]) for r in rows} == {(q, d) for q in ("kid", "fid") for d in ("pixel_ap", "iap90")}
     for r in rows:  # better quality (lower KID/FID) goes with better detection: a perfect negative rank order
         assert r["n_methods"] == 4
@@ -146,7 +142,7 @@ def test_cli_subcommand(tmp_path, tiny_root, capsys):
     from defectlab.cli import main
 
     base = ["benchmark", "--data", str(tiny_root), "--format", "mvtec", "--category", "brick", "--shots", "1",
-            "--seeds", "0", "--size", "32", "--steps", "2", "--n-synthetic", "2", "--threads", "1", "--quality", "none"]
+            "--seeds", "0", "--size", "32", "--detector-steps", "2", "--n-synthetic", "2", "--threads", "1", "--quality", "none"]
     assert main(base + ["--methods", "cutpaste,nope", "--out", str(tmp_path / "a")]) == 2
     assert "unknown synthesis method 'nope'" in capsys.readouterr().err
     assert main(base + ["--methods", "cutpaste", "--out", str(tmp_path / "b")]) == 0
@@ -156,7 +152,7 @@ def test_cli_subcommand(tmp_path, tiny_root, capsys):
 
 def test_feature_methods_are_tested_through_their_own_score_maps(tmp_path, tiny_root):
     """SimpleNet returns images unchanged: its one run tests `score()`, not a detector trained on no-op samples."""
-    from defectlab.benchmark import _build_method
+    from defectlab.benchmark.runs import build_method
     from defectlab.config import quick
     from defectlab.detect.detector import torch_threads
     from defectlab.metrics.detection import evaluate
@@ -172,7 +168,7 @@ def test_feature_methods_are_tested_through_their_own_score_maps(tmp_path, tiny_
         ds = defectlab.data.open_dataset(tiny_root, "mvtec")
         prep = prepare_split(few_shot_split(ds, "brick", 1, seed=0), ImageCache(32), show_progress=False)
         with torch_threads(1):
-            method = _build_method("simplenet", prep, 0)
+            method = build_method("simplenet", prep, 0)
     with torch_threads(1):
         maps = np.stack([method.score(im) for im in prep.test_images])
     expected = evaluate(np.stack(prep.test_masks), maps, scores=maps.reshape(len(maps), -1).max(axis=1))
@@ -185,7 +181,7 @@ def test_method_parameters_reach_the_method_and_are_checked_first(tmp_path, tiny
     from defectlab.cli import main
 
     base = ["benchmark", "--data", str(tiny_root), "--format", "mvtec", "--category", "brick", "--shots", "1",
-            "--seeds", "0", "--size", "32", "--steps", "2", "--n-synthetic", "2", "--threads", "1", "--quality", "none",
+            "--seeds", "0", "--size", "32", "--detector-steps", "2", "--n-synthetic", "2", "--threads", "1", "--quality", "none",
             "--methods", "cutpaste"]
     assert main(base + ["--method-param", "cutpaste.no_such=1", "--out", str(tmp_path / "a")]) == 2
     assert "cutpaste: unknown parameter(s) no_such" in capsys.readouterr().err and not (tmp_path / "a").exists()
@@ -211,7 +207,7 @@ def test_unet_detector_and_squashed_images_still_run(tmp_path, tiny_root):
 
 def test_paired_runs_start_from_one_initialisation(tiny_root, monkeypatch):
     """fewshot and method+fewshot of a seed get the same init_rng, whatever the run's data order."""
-    from defectlab import benchmark
+    from defectlab.benchmark.detector_runs import train_and_test
     from defectlab.detect import DeSTSegDetector
 
     seen = []
@@ -230,7 +226,7 @@ def test_paired_runs_start_from_one_initialisation(tiny_root, monkeypatch):
     out = Path(tempfile.mkdtemp())
     (out / "runs").mkdir()
     for run in ("fewshot", "cutpaste+fewshot"):
-        benchmark._train_and_test(run, 0, cfg, prep, prep.support, out, False)
+        train_and_test(run, 0, cfg, prep, prep.support, out, False)
     assert len(seen) == 2 and seen[0] == seen[1]
 
 
@@ -238,7 +234,8 @@ def test_a_checkpoint_trained_on_a_test_image_is_refused(tiny_root, monkeypatch)
     """AdaBLDM with `checkpoint=`: the benchmark refuses a model whose training defects include a held-out image."""
     from types import SimpleNamespace
 
-    from defectlab import benchmark, methods
+    from defectlab import methods
+    from defectlab.benchmark.runs import build_method
     from defectlab.adabldm import checkpoint
 
     ds = defectlab.data.open_dataset(tiny_root, "mvtec")
@@ -249,6 +246,6 @@ def test_a_checkpoint_trained_on_a_test_image_is_refused(tiny_root, monkeypatch)
     fake = SimpleNamespace(params=SimpleNamespace(checkpoint="runs/adabldm"), needs_fit=False)
     monkeypatch.setattr(methods, "create", lambda name, **kw: fake)
     with pytest.raises(DefectlabError, match="trained on held-out test image"):
-        benchmark._build_method("adabldm", prep, 0)
+        build_method("adabldm", prep, 0)
     monkeypatch.setattr(checkpoint, "training_sources", lambda folder: [])
-    assert benchmark._build_method("adabldm", prep, 0) is fake
+    assert build_method("adabldm", prep, 0) is fake

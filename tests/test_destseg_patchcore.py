@@ -117,14 +117,14 @@ def test_letterbox_keeps_aspect_and_the_eval_frame_undoes_it():
 
 def test_destseg_trains_from_on_the_fly_synthesis(rng):
     """`synth=`: defects drawn through the SyntheticDefects stream, each knowing its clean good image."""
-    from defectlab.detect.destseg import _draw_pool
+    from defectlab.detect.destseg import draw_pool
 
     goods = _goods(4, rng)
 
     def square(good, r, foreground=None):
         return _bright_square([good], r, 1)[0]
 
-    pool = _draw_pool(square, goods, None, np.random.default_rng(0), 5)
+    pool = draw_pool(square, goods, None, np.random.default_rng(0), 5)
     assert len(pool) == 5 and all(s.mask.any() for s in pool)
     for s in pool:  # the clean image is the good image outside the defect
         assert np.array_equal(s.image[~s.mask], goods[s.meta["good_index"]][~s.mask])

@@ -111,11 +111,12 @@ def test_the_reconstruction_repairs_a_pasted_blob_and_keeps_a_good_image(rng):
 def test_benchmark_adds_the_diad_row_only_when_asked():
     import argparse
 
-    from defectlab.benchmark import BenchmarkConfig, _command_line, add_arguments
+    from defectlab.benchmark import BenchmarkConfig, add_arguments
+    from defectlab.benchmark.cli import command_line
 
     assert "diad" not in BenchmarkConfig(category="x", methods=["cutpaste"], shots=1).run_names()
     names = BenchmarkConfig(category="x", methods=["cutpaste"], shots=1, diad=True).run_names()
     assert names[:3] == ["patchcore", "diad", "fewshot"]
     args = add_arguments(argparse.ArgumentParser()).parse_args(
         ["--format", "embedded", "--category", "washer", "--methods", "cutpaste", "--diad", "--out", "o"])
-    assert args.diad and "--diad" in _command_line(args)
+    assert args.diad and "--diad" in command_line(args)

@@ -122,7 +122,7 @@ def test_score_map_ranks_an_obvious_defect_higher(cls, goods, shared_root):
 def test_standardize_makes_the_noise_relative_to_each_channel(goods):
     """With `standardize`, the encoder's features of the good images enter the adaptor with zero mean and unit
     std per channel (so `noise_std` is relative to the features' spread), and a fitted method scores as before."""
-    from defectlab.synth.features import encode
+    from defectlab.synth.feature.space import encode
 
     m = SimpleNet(**TINY, standardize=True).fit(goods, [], np.random.default_rng(0))
     z = (encode(m.encoder_, goods, m.size_) - m.feature_mean_) / m.feature_std_

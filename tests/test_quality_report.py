@@ -5,8 +5,11 @@ import json
 import numpy as np
 import pytest
 
-from defectlab.benchmark import BenchmarkConfig, _correlations, _load_runs, _save_image_stats
-from defectlab.detect.report import markdown_table
+from defectlab.benchmark import BenchmarkConfig
+from defectlab.benchmark.correlation import quality_correlations
+from defectlab.benchmark.folder import save_image_stats
+from defectlab.benchmark.results import load_runs
+from defectlab.benchmark.tables import markdown_table
 from defectlab.metrics import correlation, detection
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -86,17 +89,17 @@ def test_benchmark_correlations_with_bootstrap_scatter_and_labelled_columns(tmp_
             metrics = detection.evaluate(masks, maps)
             (out / "runs" / f"{m}__seed{s}.json").write_text(json.dumps(
                 {"run": m, "method": m, "seed": s, "metrics": metrics, "train_seconds": 1, "test_seconds": 1}))
-            _save_image_stats(out, m, s, masks, maps)
+            save_image_stats(out, m, s, masks, maps)
             q = {"method": m, "seed": s, "kid": 0.5 - 0.1 * k + 0.01 * s, "fid": 100 - 10 * k, "isc": 1 + k,
                  "isc_network": "IS (EfficientNet-Lite0)", "ic_lpips": 0.1 * k, "ic_lpips_network": "ST-LPIPS alex",
                  "n_real": 6, "n_fake": 8}
             (out / "runs" / f"quality__{m}__seed{s}.json").write_text(json.dumps(q))
-    runs, quality = _load_runs(cfg, out)
+    runs, quality = load_runs(cfg, out)
     assert quality["m1"]["kid"]["n"] == 2 and quality["m1"]["isc_network"] == "IS (EfficientNet-Lite0)"
-    from defectlab.detect.report import summarize
+    from defectlab.benchmark.tables import summarize
 
     summary = summarize(runs)
-    rows = _correlations(cfg, summary, quality, out)
+    rows = quality_correlations(cfg, summary, quality, out)
     kid_ap = next(r for r in rows if r["quality"] == "kid" and r["detection"] == "pixel_ap")
     assert kid_ap["spearman"] == pytest.approx(-1.0)  # stronger maps were given lower KID
     assert kid_ap["bootstrap"] == "seeds and test images" and kid_ap["n_seeds"] == 2
@@ -112,12 +115,12 @@ def test_benchmark_correlations_with_bootstrap_scatter_and_labelled_columns(tmp_
     # without per-image statistics the bootstrap falls back to seeds only
     for f in (out / "runs").glob("*.stats.npz"):
         f.unlink()
-    rows = _correlations(cfg, summary, quality, out)
+    rows = quality_correlations(cfg, summary, quality, out)
     assert rows[0]["bootstrap"] == "seeds only"
 
 
 def test_region_table_flags_far_less_visible_methods():
-    from defectlab.detect.report import region_table
+    from defectlab.benchmark.tables import region_table
 
     def ms(v):
         return {"mean": v, "std": 0.0, "n": 2}
@@ -133,7 +136,7 @@ def test_region_table_flags_far_less_visible_methods():
 
 
 def test_correlation_with_the_downstream_gain(tmp_path):
-    from defectlab.detect.report import summarize
+    from defectlab.benchmark.tables import summarize
 
     out = tmp_path / "bench"
     (out / "runs").mkdir(parents=True)
@@ -146,12 +149,12 @@ def test_correlation_with_the_downstream_gain(tmp_path):
         (out / "runs" / f"{run}__seed0.json").write_text(json.dumps(
             {"run": run, "method": run.split("+")[0], "seed": 0, "metrics": detection.evaluate(masks, maps),
              "train_seconds": 1, "test_seconds": 1}))
-        _save_image_stats(out, run, 0, masks, maps)
+        save_image_stats(out, run, 0, masks, maps)
     for k, m in enumerate(methods):
         (out / "runs" / f"quality__{m}__seed0.json").write_text(json.dumps({"method": m, "seed": 0, "kid": float(k)}))
-    runs_loaded, quality = _load_runs(cfg, out)
+    runs_loaded, quality = load_runs(cfg, out)
     summary = summarize(runs_loaded)
-    rows = _correlations(cfg, summary, quality, out)
+    rows = quality_correlations(cfg, summary, quality, out)
     gain = next(r for r in rows if r["detection"] == "pixel_ap_gain")
     expect = {m: summary[f"{m}+fewshot"]["pixel_ap"]["mean"] - summary["fewshot"]["pixel_ap"]["mean"] for m in methods}
     rho, _, _ = correlation.rank_correlation({m: float(k) for k, m in enumerate(methods)}, expect)

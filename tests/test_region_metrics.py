@@ -4,7 +4,7 @@ import pytest
 from scipy import ndimage
 
 from defectlab import DefectlabError, Sample
-from defectlab.metrics import features as F
+from defectlab.metrics import inception as F
 from defectlab.metrics import region, trts, visibility
 
 

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from defectlab import DefectlabError
-from defectlab.report import export_report, load_results, markdown_table, table_rows
+from defectlab.benchmark.report import export_report, load_results, markdown_table, table_rows
 
 
 def _results(tmp_path):

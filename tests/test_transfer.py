@@ -150,10 +150,10 @@ def test_a_source_category_without_defects_is_refused(tmp_path, root):
 def test_command_line_takes_and_records_the_transfer(tmp_path, root):
     import argparse
 
-    from defectlab.benchmark import _command_line, add_arguments
+    from defectlab.benchmark.cli import command_line, add_arguments
 
     args = add_arguments(argparse.ArgumentParser()).parse_args(
         ["--data", str(root), "--category", "pcb_chip", "--methods", "copypaste", "--transfer-from", "washer",
          "--transfer-types", "scratch,crack", "--out", str(tmp_path / "o")])
     assert args.transfer_from == "washer" and args.transfer_types == ["scratch", "crack"]
-    assert "--transfer-from washer --transfer-types scratch,crack" in _command_line(args)
+    assert "--transfer-from washer --transfer-types scratch,crack" in command_line(args)

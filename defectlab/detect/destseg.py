@@ -258,7 +258,7 @@ class DeSTSegDetector:
         goods = [match_channels(_sized(g, shape, f"goods[{i}]"), self.channels) for i, g in enumerate(goods)]
         defects = list(defects)
         if synth is not None:
-            defects += _draw_pool(synth, goods, foregrounds, rng, self.params.synth_pool)
+            defects += draw_pool(synth, goods, foregrounds, rng, self.params.synth_pool)
         with torch_threads(self.params.num_threads):
             items_good, items_defect = self._items(goods, defects, shape)
             self._train(rng, init_rng or rng, items_good, items_defect, show_progress, desc)
@@ -463,7 +463,7 @@ def _sized(image: np.ndarray, shape, what: str) -> np.ndarray:
     return image
 
 
-def _draw_pool(synth, goods, foregrounds, rng, n: int) -> list[Sample]:
+def draw_pool(synth, goods, foregrounds, rng, n: int) -> list[Sample]:
     """`n` defects drawn through `defectlab.data.SyntheticDefects` (the same stream any torch training
     loop gets), each remembering its good image (the student's clean target)."""
     from ..data.synthetic import SyntheticDefects

@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import features as _features
+from . import inception as _inception
 
 DOMAIN_NAME = "domain distance (EfficientNet-Lite0)"
 
@@ -48,7 +48,7 @@ def domain_features(images, params: DomainParams | None = None) -> np.ndarray:
     if key not in _EXTRACTORS:
         _EXTRACTORS[key] = pretrained_features(strides=key)
     net = _EXTRACTORS[key]
-    u8 = _features.as_uint8_images(images, "images")
+    u8 = _inception.as_uint8_images(images, "images")
     out = []
     with torch.no_grad():
         for start in range(0, len(u8), p.batch_size):
@@ -62,7 +62,7 @@ def domain_features(images, params: DomainParams | None = None) -> np.ndarray:
 def domain_distance(real, fake, params: DomainParams | None = None, kid_params=None) -> DomainDistance:
     """Fréchet and kernel distance between the pooled EfficientNet-Lite0 features of two image sets
     (lower = closer to the real images, for the detector's backbone)."""
-    from .quality import frechet_distance, kernel_inception_distance
+    from .fid_kid import frechet_distance, kernel_inception_distance
 
     fr, ff = domain_features(real, params), domain_features(fake, params)
     k = kernel_inception_distance(fr, ff, kid_params)

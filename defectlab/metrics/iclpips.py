@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DefectlabError
-from . import features as _features
+from . import inception as _inception
 
 
 LPIPS_BACKBONES = {
@@ -81,7 +81,7 @@ def lpips_backbone_available(net: str = "alex") -> bool:
 
 
 def _require_backbone(net: str, path) -> Path:
-    from ..weights import cached_sha256 as _cached_sha256
+    from ..weights import cached_sha256
 
     name, sha, url = LPIPS_BACKBONES[net]
     found = lpips_backbone_path(net, path)
@@ -89,7 +89,7 @@ def _require_backbone(net: str, path) -> Path:
            f"checkpoints) or point ${ENV_LPIPS} (or the `backbone` argument) at it or at its folder")
     if found is None or not found.is_file():
         raise DefectlabError(f"LPIPS backbone {found or name}: not found; {how}")
-    actual = _cached_sha256(found)
+    actual = cached_sha256(found)
     if actual != sha:
         raise DefectlabError(f"LPIPS backbone {found}: checksum mismatch (sha256 {actual}); {how}")
     return found
@@ -105,7 +105,7 @@ VARIANTS = ("auto", "lpips", "st")
 
 def stlpips_weights_path(net: str) -> Path:
     """The checked path of the shift-tolerant LPIPS weights for `net`, or a DefectlabError saying what to install."""
-    from ..weights import cached_sha256 as _cached_sha256
+    from ..weights import cached_sha256
 
     name, sha = STLPIPS_WEIGHTS[net]
     try:
@@ -116,7 +116,7 @@ def stlpips_weights_path(net: str) -> Path:
     path = Path(stlpips_pytorch.__file__).parent / "weights" / "vST0.0" / name
     if not path.is_file():
         raise DefectlabError(f"ST-LPIPS weights {path}: not found; reinstall stlpips-pytorch==0.0.2")
-    actual = _cached_sha256(path)
+    actual = cached_sha256(path)
     if actual != sha:
         raise DefectlabError(f"ST-LPIPS weights {path}: checksum mismatch (sha256 {actual}, expected {sha}); "
                              "reinstall stlpips-pytorch==0.0.2")
@@ -206,7 +206,7 @@ def _lpips_tensor(images, size: tuple[int, int] | None, what: str):
     import torch
     import torch.nn.functional as F
 
-    u8 = _features.as_uint8_images(images, what)
+    u8 = _inception.as_uint8_images(images, what)
     size = size or u8[0].shape[1:]
     out = []
     for im in u8:
@@ -285,7 +285,7 @@ def ic_lpips(real_defects, generated, protocol: str = "dfmgan", *, rng: np.rando
     real = _lpips_tensor(real_defects, size, "real_defects")
     size = tuple(real.shape[2:])
     centres = _lpips_features(model, real, batch_size)
-    gen_u8 = _features.as_uint8_images(generated, "generated")
+    gen_u8 = _inception.as_uint8_images(generated, "generated")
     assign = []
     for start in range(0, len(gen_u8), 64):  # chunks keep the generated features' memory bounded
         chunk = _lpips_tensor([im.transpose(1, 2, 0) for im in gen_u8[start:start + 64]], size, "generated")

@@ -4,7 +4,7 @@ IS = exp(E_x KL(p(y|x) || p(y))) (Salimans et al., NeurIPS 2016), computed from 
 torch-fidelity's `isc_features_to_metric`. Which classifier computed it is part of the result's name:
 "IS (EfficientNet-Lite0)" (1000 ImageNet classes, `defectlab.backbone.imagenet_classifier`, weights from the
 package registry) is **not** the Inception Score papers report, which is "IS (Inception)" (torch-fidelity's
-InceptionV3 with its 1008-way head; needs torch-fidelity's weights file, see `defectlab.metrics.features`).
+InceptionV3 with its 1008-way head; needs torch-fidelity's weights file, see `defectlab.metrics.inception`).
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..errors import DefectlabError
-from . import features as _features
+from . import inception as _inception
 
 IS_EFFICIENTNET = "IS (EfficientNet-Lite0)"
 IS_INCEPTION = "IS (Inception)"
@@ -76,7 +76,7 @@ def efficientnet_logits(images, inp: ClassifierInput | None = None) -> np.ndarra
     from ..backbone import imagenet_classifier
 
     inp = inp or ClassifierInput()
-    u8 = _features.as_uint8_images(images, "images")
+    u8 = _inception.as_uint8_images(images, "images")
     if not _CLASSIFIER:
         _CLASSIFIER.append(imagenet_classifier())
     net = _CLASSIFIER[0]
@@ -107,12 +107,12 @@ def inception_score(fake, *, network: str = "auto", weights=None, cache: bool = 
             network = "inception"
         else:
             try:
-                network = "inception" if _features.resolve_weights(None).has_classifier else "efficientnet"
+                network = "inception" if _inception.resolve_weights(None).has_classifier else "efficientnet"
             except DefectlabError:
                 network = "efficientnet"
     if network == "efficientnet":
         return inception_score_from_logits(efficientnet_logits(fake), params, IS_EFFICIENTNET, **overrides)
-    logits = _features.inception_features(fake, "logits_unbiased", weights=weights, cache=cache)
+    logits = _inception.inception_features(fake, "logits_unbiased", weights=weights, cache=cache)
     return inception_score_from_logits(logits, params, IS_INCEPTION, **overrides)
 
 

@@ -82,7 +82,7 @@ def region_quality(real_images, real_masks, fake_images, fake_masks, params: Reg
     """KID, FID, the domain distance and IC-LPIPS on defect windows (synthetic vs held-out real), keys prefixed
     `region_`; `region_n_real` / `region_n_fake` windows, `region_margin`, `region_size`. Metrics that need more
     windows than there are are left out (KID / FID need 2 per side)."""
-    from . import quality
+    from . import quality  # the one-call function of the package
     from .domain import DomainParams
 
     p = params or RegionParams()
@@ -91,9 +91,7 @@ def region_quality(real_images, real_masks, fake_images, fake_masks, params: Reg
     out = {"region_n_real": len(real), "region_n_fake": len(fake), "region_margin": p.margin, "region_size": p.size}
     if len(real) < 2 or len(fake) < 2:
         return out
-    q = quality.compute(real, fake, fid=False, isc=False, ic_lpips=ic_lpips, rng=rng,
-                        domain_params=DomainParams(size=max(32, p.size // 32 * 32)))
-    q["fid"] = float(quality.fid(real, fake))  # the Inception features are cached by now
+    q = quality(real, fake, isc=False, ic_lpips=ic_lpips, rng=rng, domain_params=DomainParams(size=max(32, p.size // 32 * 32)))
     for k in ("fid", "kid", "kid_std", "kid_subset_size", "domain_frechet", "domain_kernel", "ic_lpips",
               "ic_lpips_network"):
         if k in q:

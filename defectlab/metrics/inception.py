@@ -55,9 +55,9 @@ class InceptionWeights:
 
 
 def _sha256(path: Path) -> str:
-    from ..weights import cached_sha256 as _cached_sha256
+    from ..weights import cached_sha256
 
-    return _cached_sha256(path)
+    return cached_sha256(path)
 
 
 def _is_torchscript(path: Path) -> bool:

@@ -1,6 +1,6 @@
 """Turn a benchmark run (`results.json`) into figures and a report for a paper or a slide.
 
-    from defectlab.report import load_results, metric_figure, export_report
+    from defectlab.benchmark.report import load_results, metric_figure, export_report
     results = load_results("outputs/mt")          # a folder written by `defectlab benchmark`
     export_report("outputs/mt", "outputs/mt_report")  # report.md, report.html, PNG figures
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DefectlabError
+from ..errors import DefectlabError
 
 DETECTION = (("image_auroc", "image AUROC"), ("pixel_auroc", "pixel AUROC"), ("pixel_ap", "pixel AP"),
              ("iap", "IAP"), ("iap90", "IAP90"), ("aupro", "AUPRO"))
@@ -110,8 +110,8 @@ def export_report(folder: str | Path, out: str | Path, overwrite: bool = False) 
     into `out`, atomically (built beside it, then renamed)."""
     import matplotlib.pyplot as plt
 
-    from .staging import staged_folder
-    from .viz import save_figure
+    from ..staging import staged_folder
+    from ..viz import save_figure
 
     results = load_results(folder)
     out = Path(out)

@@ -1,9 +1,12 @@
-"""Benchmark reporting: mean ± std tables, PR curves and a grid of detections."""
+"""Markdown tables of the benchmark: mean ± std over seeds of every run's detection metrics and its methods'
+quality, the region / visibility / TRTS table, pixel AP by held-out defect type."""
 from __future__ import annotations
 
 from typing import Sequence
 
 import numpy as np
+
+from .config import BenchmarkConfig
 
 # (key in the metrics dict, column title) of the results table
 TABLE_METRICS = (("image_auroc", "image AUROC"), ("pixel_auroc", "pixel AUROC"), ("pixel_ap", "pixel AP"),
@@ -99,70 +102,29 @@ def region_table(quality: dict, methods: Sequence[str], flag_ratio: float = 0.5)
     return "\n".join(lines)
 
 
-def downsample_curve(x: np.ndarray, y: np.ndarray, points: int = 200) -> tuple[list, list]:
-    """Keep about `points` points of a curve so it fits in a JSON file."""
-    idx = np.unique(np.linspace(0, len(x) - 1, min(points, len(x))).round().astype(int))
-    return [round(float(v), 5) for v in x[idx]], [round(float(v), 5) for v in y[idx]]
-
-
-def pr_curves(masks: np.ndarray, maps: np.ndarray, scores: np.ndarray, bins: int = 1000) -> dict:
-    """Image-level and pixel-level precision-recall curves. Pixels are counted in `bins` score bins
-    (maps are probabilities in [0, 1]) instead of sorted: millions of pixels take one pass."""
-    labels = masks.reshape(len(masks), -1).any(axis=1)
-    out = {}
-    for level, (y, s) in {"image": (labels, scores), "pixel": (masks.ravel(), maps.ravel())}.items():
-        if not y.any() or y.all():
+def by_type_table(cfg: BenchmarkConfig, runs: list[dict], metric: str = "pixel_ap") -> str:
+    """Markdown: one row per run, one column per held-out defect type, `metric` as the mean over seeds."""
+    types = sorted({t for r in runs for t in r.get("by_type", {})})
+    if not types:
+        return ""
+    lines = ["| run | " + " | ".join(types) + " |", "|---|" + "---:|" * len(types)]
+    for name in cfg.run_names():
+        rows = [r["by_type"] for r in runs if r["run"] == name and "by_type" in r]
+        if not rows:
             continue
-        edges = np.linspace(0, 1, bins + 1) if level == "pixel" else np.unique(s)
-        if level == "image":
-            edges = np.append(edges, np.inf)
-        pos = np.histogram(np.clip(s[y], 0, 1) if level == "pixel" else s[y], bins=edges)[0]
-        neg = np.histogram(np.clip(s[~y], 0, 1) if level == "pixel" else s[~y], bins=edges)[0]
-        tp, fp = np.cumsum(pos[::-1]), np.cumsum(neg[::-1])  # threshold falling from the top bin
-        keep = (tp + fp) > 0
-        recall, precision = tp[keep] / y.sum(), tp[keep] / (tp + fp)[keep]
-        recall, precision = np.concatenate([[0.0], recall]), np.concatenate([[precision[0]], precision])
-        out[level] = dict(zip(("recall", "precision"), downsample_curve(recall, precision)))
-    return out
+        cells = []
+        for t in types:
+            vals = [row[t][metric] for row in rows if row.get(t, {}).get(metric) is not None]
+            cells.append(f"{np.mean(vals):.3f}" if vals else "–")
+        lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
-def _pyplot():
-    import matplotlib
-
-    from ..viz import in_notebook as _in_notebook
-
-    if not _in_notebook():
-        matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
+def fmt_num(v) -> str:
+    return f"{v:+.2f}" if isinstance(v, float) and np.isfinite(v) else "–"
 
 
-def pr_figure(curves: dict[str, dict], title: str = ""):
-    """Two panels (image level, pixel level), one line per run."""
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
-    for ax, level in zip(axes, ("image", "pixel")):
-        for name, c in curves.items():
-            if level in c:
-                style = "--" if name.endswith("+fewshot") else ("-" if name != "fewshot" else ":")
-                ax.plot(c[level]["recall"], c[level]["precision"], style, lw=1.5 if name == "fewshot" else 1, label=name)
-        ax.set_xlabel("recall"), ax.set_ylabel("precision"), ax.set_xlim(0, 1), ax.set_ylim(0, 1.02)
-        ax.set_title(f"{level}-level PR {title}".strip(), fontsize=10)
-    axes[1].legend(fontsize=7, loc="upper right", ncol=1 + len(curves) // 10)
-    fig.tight_layout()
-    return fig
-
-
-def detection_grid(images: Sequence[np.ndarray], masks: Sequence[np.ndarray], maps_by_run: dict[str, np.ndarray],
-                   labels: Sequence[str] | None = None, cell: float = 1.4):
-    """Rows: test images (ground truth outlined); columns: each run's anomaly map, scaled by that
-    run's largest value over the shown images (a weak detector's maps would otherwise look black)."""
-    from ..viz import grid_figure, overlay
-
-    cmap = _pyplot().get_cmap("inferno")
-    scaled = [np.asarray(m, np.float32) / max(float(np.max(m)), 1e-6) for m in maps_by_run.values()]
-    rows = []
-    for i, (img, mask) in enumerate(zip(images, masks)):
-        rows.append([overlay(img, mask)] + [cmap(m[i])[:, :, :3] for m in scaled])
-    return grid_figure(rows, labels, col_labels=["ground truth", *maps_by_run], cell=cell)
+def fmt_interval(ci) -> str:
+    if not ci or any(v is None or not np.isfinite(v) for v in ci):
+        return "–"
+    return f"[{ci[0]:+.2f}, {ci[1]:+.2f}]"

@@ -1,0 +1,133 @@
+"""A finished benchmark's results: the run records and quality files gathered (`load_runs`), the versions, and
+`results.md`."""
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+
+import numpy as np
+
+from .config import FEWSHOT, BenchmarkConfig, base_method, scores_itself
+from .correlation import BOOTSTRAP_RESAMPLES
+from .folder import quality_file, run_file
+from .quality import LPIPS_SIZE
+from .tables import fmt_interval, fmt_num, by_type_table, markdown_table, mean_std, region_table
+from .transfer import transfer_note
+
+
+def package_versions() -> dict:
+    import sklearn
+    import torch
+    import torchvision
+
+    from .. import __version__
+
+    return {"defectlab": __version__, "python": platform.python_version(), "numpy": np.__version__,
+            "torch": torch.__version__, "torchvision": torchvision.__version__, "scikit-learn": sklearn.__version__}
+
+
+def load_runs(cfg: BenchmarkConfig, out: Path) -> tuple[list[dict], dict]:
+    """The run records, and per method every numeric quality value as mean ± std over seeds (labels such as
+    the networks used are kept as they are)."""
+    runs = [json.loads(run_file(out, r, s).read_text()) for s in cfg.seeds for r in cfg.run_names()]
+    qual = [json.loads(quality_file(out, m, s).read_text()) for s in cfg.seeds for m in cfg.synth_names()
+            if quality_file(out, m, s).is_file()]
+    by_method: dict[str, list[dict]] = {}
+    for q in qual:
+        by_method.setdefault(q["method"], []).append(q)
+    quality = {}
+    for m, qs in by_method.items():
+        entry = {}
+        for k in qs[0]:
+            if k in ("method", "seed"):
+                continue
+            values = [q.get(k) for q in qs]
+            if all(isinstance(v, (int, float)) or v is None for v in values):
+                entry[k] = mean_std(values)
+            else:
+                entry[k] = values[0]
+        quality[m] = entry
+    return runs, quality
+
+
+def results_markdown(cfg: BenchmarkConfig, results: dict) -> str:
+    s = results["summary"]
+    lines = [f"# Downstream detection: `{cfg.category}`", ""]
+    if cfg.command:
+        lines += ["```", cfg.command, "```", ""]
+    split = results["runs"][0]["split"] if results["runs"] else {}
+    lines += [f"Data `{cfg.data or 'embedded'}` ({results['format']}), {cfg.shots} real defects per type for training, "
+              f"seeds {', '.join(map(str, cfg.seeds))}, long side {cfg.size} px "
+              f"({'aspect kept, zero-padded' if cfg.keep_aspect else 'squashed to a square'}), detector `{cfg.detector_name}` "
+              f"({cfg.steps} steps{' per stage' if cfg.detector_name == 'destseg' else ''}), "
+              f"{cfg.n_synthetic} synthetic defects per method. Test set (seed {cfg.seeds[0]}): "
+              f"{split.get('heldout', '?')} held-out real defects + {split.get('good_test', '?')} good images; "
+              f"training: {split.get('good_train', '?')} good images.", "",
+              "## Detection (mean ± std over seeds) and quality of each method's synthetic defects", "",
+              markdown_table(s, results["quality"], cfg.run_names()), "",
+              "`fewshot`: the real support defects only; `<method>`: its synthetic defects only; "
+              "`<method>+fewshot`: both. pixel AP, IAP and IAP90 are the metrics that small defects cannot flatter. "
+              f"Quality: at most {cfg.quality_images} of the method's synthetic images vs at most as many held-out "
+              "real defect images "
+              f"({'every seed' if cfg.quality == 'all' else 'first seed only' if cfg.quality == 'first' else 'not computed'}; "
+              "same value on both rows of a method): KID (Inception; mean of 100 subsets of half the smaller set), "
+              "FID (Inception, at the n shown; biased upward at small n), the domain distance (Fréchet and kernel "
+              "distance of pooled EfficientNet-Lite0 features, the detector's backbone: *not* FID), IC-LPIPS (DFMGAN "
+              f"protocol, clusters around the real support defects, {LPIPS_SIZE} px) and IS; the networks are named in "
+              "the column titles.", ""]
+    scorers = [m for m in cfg.methods if scores_itself(m)]
+    if scorers:
+        lines += [", ".join(f"`{m}`" for m in scorers) + ": feature-space method(s), tested through their own anomaly "
+                  "maps (`score()`, fitted on the good training images; no detector, and no KID / FID: they leave "
+                  "pixels unchanged).", ""]
+    if cfg.transfer:
+        lines += [transfer_note(cfg, results), ""]
+        table = by_type_table(cfg, results["runs"])
+        if table:
+            lines += ["Pixel AP by held-out defect type (good test images + that type's defects; mean over seeds):",
+                      "", table, ""]
+    if cfg.method_params:
+        lines += ["Method parameters over the published defaults: " + "; ".join(
+            f"`{m}` " + ", ".join(f"{k}={v}" for k, v in ps.items()) for m, ps in cfg.method_params.items()) + ".", ""]
+    if FEWSHOT in s and s[FEWSHOT]["pixel_ap"]["mean"] is not None:
+        base = s[FEWSHOT]
+        best = max((r for r in s if r.endswith(f"+{FEWSHOT}")), key=lambda r: s[r]["pixel_ap"]["mean"] or -1, default=None)
+        if best:
+            lines += [f"Best addition to the {cfg.shots} real defects per type: `{best}`: pixel AP "
+                      f"{s[best]['pixel_ap']['mean']:.3f} vs {base['pixel_ap']['mean']:.3f} few-shot only "
+                      f"({s[best]['pixel_ap']['mean'] - base['pixel_ap']['mean']:+.3f}); IAP90 "
+                      f"{s[best]['iap90']['mean']:.3f} vs {base['iap90']['mean']:.3f}.", ""]
+    region = region_table(results["quality"], [m for m in cfg.synth_names() if not scores_itself(base_method(m))])
+    if region:
+        lines += ["## Where the defect is: region quality, visibility, TRTS", "", region, "",
+                  "Region metrics: each defect's square window (its box plus half the box's longer side of context on "
+                  "every side, at least 32 px, resized to 128 px), synthetic windows vs the same windows around every "
+                  "held-out real defect (n = windows shown; KID subsets of half the smaller set; region IC-LPIPS "
+                  "clusters around the real windows). Visibility: contrast of the defect against the ring around it "
+                  "(mean and Sobel-energy contrast, each normalised by the ring's spread), median over defects; ratio "
+                  "= synthetic / real; ⚠ = synthetic defects less than half as visible as the real ones. TRTS: a "
+                  "detector trained on the real support defects only, scored on the synthetic masks (empty when not "
+                  "run).", ""]
+    lines += ["## Quality vs detection: rank correlation over methods", ""]
+    if results["correlation"]:
+        lines += ["| quality | detection | Spearman ρ | 95 % interval | Kendall τ | 95 % interval |",
+                  "|---|---|---|---|---|---|"]
+        for c in results["correlation"]:
+            lines.append(f"| {c.get('label', c['quality'])} | {c['detection']} | {fmt_num(c['spearman'])} | "
+                         f"{fmt_interval(c.get('spearman_ci'))} | {fmt_num(c['kendall'])} | {fmt_interval(c.get('kendall_ci'))} |")
+        first = results["correlation"][0]
+        how = (f"bootstrap over {first.get('bootstrap')} ({first.get('n_boot')} finite of {BOOTSTRAP_RESAMPLES} "
+               f"resamples, {first.get('n_seeds')} seed(s); pixel AP / IAP of a resample from 1000-bin histograms)"
+               if first.get("bootstrap") else "no bootstrap")
+        lines += ["", f"Over the {first['n_methods']} `method`-alone runs; {how}. Lower KID / FID / domain distance "
+                  "is better, so a quality metric that predicts usefulness correlates *negatively* with AP; "
+                  "IC-LPIPS (diversity) and IS would correlate positively. With a handful of methods an interval "
+                  "that spans 0 means: no evidence either way.", "", "![quality vs pixel AP](quality_vs_ap.png)", ""]
+    else:
+        lines += ["Needs at least three methods with quality scores.", ""]
+    lines += ["## Plots", "", "![PR curves](pr_curves.png)", "", "![detections](detections.png)", "",
+              f"Machine: {results['machine'].get('processor')}, {results['machine'].get('cpu_count')} CPUs, "
+              f"GPU {results['machine'].get('cuda')}; this invocation {results['wall_seconds']:.0f} s, "
+              f"training + testing {results['compute_seconds']:.0f} s in all.", ""]
+    return "\n".join(lines)

@@ -1,0 +1,110 @@
+"""One seed of the benchmark: build each method (fitted on the few-shot support), synthesize its pool and run
+the runs whose files are missing (an interrupted benchmark resumes where it stopped)."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .config import DIAD, FEWSHOT, PATCHCORE, BenchmarkConfig, scores_itself
+from .detector_runs import diad_run, fewshot_detector, patchcore_run, score_and_test, train_and_test
+from .folder import quality_file, run_file, write_json
+from .quality import method_quality, trts_scores
+from .transfer import transferred_split
+
+
+def build_method(name: str, prepared, seed: int, params: dict | None = None):
+    from .. import methods
+    from ..detect.prepare import stable_id
+
+    method = methods.create(name, **(params or {}))
+    trained = getattr(getattr(method, "params", None), "checkpoint", None)
+    if trained:  # a synthesis model trained elsewhere must not have seen this seed's test images
+        from ..adabldm.checkpoint import refuse_if_trained_on
+
+        refuse_if_trained_on(trained, prepared.test_keys)
+    if getattr(method, "needs_fit", False):
+        rng = np.random.default_rng([seed, stable_id(name), 2**31])
+        method.fit(prepared.goods, prepared.support, rng, foregrounds=prepared.foregrounds)
+    return method
+
+
+def run_seed(seed: int, split, cfg: BenchmarkConfig, cache, out: Path, show_progress: bool, bar,
+              source: list | None = None) -> None:
+    from ..detect.prepare import prepare_split
+
+    prepared = None
+    moved = None
+
+    def ready():
+        nonlocal prepared
+        if prepared is None:
+            prepared = prepare_split(split, cache, show_progress)
+        return prepared
+
+    def transferred():
+        """The split with the source's few-shot defects as `support` (on canvases of this size and channel
+        count); goods, foregrounds and the test set stay the benchmarked category's."""
+        nonlocal moved
+        if moved is None:
+            moved = transferred_split(cfg, ready(), source, cache.channels)
+        return moved
+
+    todo = {r for r in cfg.run_names() if not run_file(out, r, seed).is_file()}
+    bar.update(len(cfg.run_names()) - len(todo))
+    if PATCHCORE in todo:
+        patchcore_run(seed, cfg, ready(), out, show_progress)
+        bar.update()
+    if DIAD in todo:
+        diad_run(seed, cfg, ready(), out, show_progress)
+        bar.update()
+    if FEWSHOT in todo:
+        train_and_test(FEWSHOT, seed, cfg, ready(), ready().support, out, show_progress)
+        bar.update()
+    for m in cfg.methods:
+        if scores_itself(m):
+            if m in todo:
+                t0 = time.time()
+                method = build_method(m, ready(), seed, cfg.method_params.get(m))
+                score_and_test(m, seed, cfg, ready(), method.score, time.time() - t0, out)
+                bar.update()
+            continue
+        _pool_runs(m, m, seed, cfg, ready, ready, cfg.method_params.get(m), {}, todo, out, show_progress, bar)
+        if m in cfg.transfer_methods():
+            info = {"transfer": {"from": cfg.transfer_from or cfg.category, "types": list(cfg.transfer_types),
+                                 "support": sorted(r.key for r in source), "params": cfg.transfer_params(m)}}
+            _pool_runs(m, cfg.transferred(m), seed, cfg, transferred, ready, cfg.transfer_params(m), info, todo, out,
+                       show_progress, bar)
+
+
+def _pool_runs(method_name: str, name: str, seed: int, cfg: BenchmarkConfig, source, ready, params, info: dict,
+               todo: set, out: Path, show_progress: bool, bar) -> None:
+    """The runs `name` and `name+fewshot` of one pool of synthetic defects (and its quality file). The method
+    is fitted on `source()`'s support and draws on its goods (the benchmarked category's); the `+fewshot`
+    run adds the benchmarked category's real support (`ready().support`). A transferred pool uses the same
+    random generators as the in-category one: only where its defects come from differs."""
+    from ..detect.prepare import synthesize_pool
+
+    runs = [r for r in (name, f"{name}+{FEWSHOT}") if r in todo]
+    wanted = cfg.quality == "all" or (cfg.quality == "first" and seed == cfg.seeds[0])
+    need_quality = wanted and not quality_file(out, name, seed).is_file()
+    if not runs and not need_quality:
+        return
+    t0 = time.time()
+    method = build_method(method_name, source(), seed, params)
+    pool = synthesize_pool(method, source(), cfg.n_synthetic, seed, method_name, show_progress=show_progress)
+    synth_seconds = time.time() - t0
+    if need_quality:
+        t1 = time.time()
+        q = {"method": name, "seed": seed, **method_quality(source(), pool, cfg.quality_images, seed),
+             "synth_seconds": round(synth_seconds, 2), **info}
+        if cfg.shots > 0:
+            q.update(trts_scores(fewshot_detector(seed, cfg, ready(), out, show_progress), pool, cfg.quality_images))
+        q["quality_seconds"] = round(time.time() - t1, 2)
+        write_json(quality_file(out, name, seed), q)
+    for r in runs:
+        defects = pool if r == name else pool + ready().support
+        train_and_test(r, seed, cfg, ready(), defects, out, show_progress,
+                        {**info, "synth_seconds": round(synth_seconds, 2)})
+        bar.update()
