@@ -43,7 +43,7 @@ def run(args) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cfg = BenchmarkConfig(data=args.data, format="magnetic_tile", category="magnetic_tile", methods=[],
-                       seeds=[args.seed], size=args.size, shots=args.shots)
+                          seeds=[args.seed], size=args.size, shots=args.shots)
     _, splits = validate_config(cfg)
     prepared = prepare_split(splits[args.seed], ImageCache(args.size, keep_aspect=True), show_progress=False)
     masks = np.stack(prepared.test_masks)
