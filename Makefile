@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: demo test venv clean anomalib-venv anomalib-bench adabldm-weights
+.PHONY: demo test venv clean course anomalib-venv anomalib-bench adabldm-weights
 
 venv: $(STAMP)
 
@@ -24,6 +24,10 @@ test: $(STAMP)
 # free CPU core), cached with its SHA-256 in $$DEFECTLAB_ADABLDM_CACHE or ~/.cache/defectlab/adabldm, reused after
 adabldm-weights: $(STAMP)
 	$(PY) -m defectlab.adabldm.cache --threads 1
+
+# the notebooks, in order, as a static HTML course with their stored outputs: outputs/course/index.html
+course: $(STAMP)
+	$(PY) -m defectlab.course --out outputs/course --overwrite
 
 clean:
 	rm -rf outputs build *.egg-info

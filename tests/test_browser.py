@@ -155,3 +155,33 @@ def test_adabldm_control_panel_in_a_real_browser(jupyterlab):
             atomic_write_bytes(REPO / "docs" / "adabldm_control_panel.png", shot.read_bytes())
     finally:
         driver.quit()
+
+
+def test_the_html_course_opens_in_a_real_browser(tmp_path):
+    """`make course`'s pages in headless Chromium: the index lists every lesson, a click opens the first one
+    with its rendered cells, and its bar leads on to the next lesson."""
+    reason = _missing()
+    if reason:
+        pytest.skip(reason)
+    from selenium import webdriver
+    from selenium.webdriver.common.by import By
+
+    from defectlab.course import build_course, lessons
+
+    index = build_course(tmp_path / "course")
+    items = lessons()
+    opts = webdriver.ChromeOptions()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
+        opts.add_argument(arg)
+    driver = webdriver.Chrome(options=opts, service=webdriver.ChromeService(shutil.which("chromedriver")))
+    try:
+        driver.get(index.resolve().as_uri())
+        entries = driver.find_elements(By.CSS_SELECTOR, "ol > li > a")
+        assert [e.text for e in entries] == [it["title"] for it in items]
+        entries[0].click()
+        _wait(driver, "the first lesson", lambda d: d.current_url.endswith(items[0]["page"]), 30)
+        assert driver.find_elements(By.CSS_SELECTOR, ".jp-Cell"), "the lesson shows no notebook cell"
+        driver.find_element(By.PARTIAL_LINK_TEXT, items[1]["title"]).click()
+        _wait(driver, "the second lesson", lambda d: d.current_url.endswith(items[1]["page"]), 30)
+    finally:
+        driver.quit()
