@@ -109,8 +109,8 @@ def report(args) -> None:
             m = np.array([r[k]["mean"] for r in rows])
             s = np.array([r[k]["std"] or 0.0 for r in rows])
             axes[0].errorbar(xs, m, yerr=s, marker="o", capsize=3, label=k)
-        axes[0].axhline(0.90, ls=":", c="C0", lw=1)
-        axes[0].axhline(0.35, ls=":", c="C1", lw=1)
+        axes[0].axhline(0.90, ls=":", c="C0", lw=1, label="goal: pixel AUROC 0.90")
+        axes[0].axhline(0.35, ls=":", c="C1", lw=1, label="goal: pixel AP 0.35")
         axes[0].set(xscale="log", xlabel="steps per stage", ylabel="test metric (mean ± std over seeds)")
         axes[0].legend(fontsize=7)
         for p in points:
