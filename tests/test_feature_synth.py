@@ -131,3 +131,22 @@ def test_standardize_makes_the_noise_relative_to_each_channel(goods):
     raw = SimpleNet(**TINY).fit(goods, [], np.random.default_rng(0))
     assert not np.allclose(m.adapted_features(goods[0]), raw.adapted_features(goods[0]))  # the switch is used
     assert m.score(goods[0]).shape == goods[0].shape[:2]
+
+
+def test_a_torchvision_resnet_from_a_weights_file_is_an_encoder_spec(goods, tmp_path):
+    """`encoder="ARCH=FILE@SHA256"`: the papers' recipe (ResNet layers 2 + 3 at stride 8) on a user's weights file,
+    checked by its SHA-256; a wrong checksum or a missing file is a DefectlabError naming the file."""
+    import torchvision
+
+    from defectlab.weights import sha256_of
+
+    path = tmp_path / "resnet18.pth"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), path)
+    spec = f"resnet18={path}@{sha256_of(path)}"
+    m = SimpleNet(**{**TINY, "encoder": spec}).fit(goods, [], np.random.default_rng(0))
+    assert m.grid_ == (8, 8) and m.adapted_features(goods[0]).shape == (8, 8, 128 + 256)  # layer2 + layer3 channels
+    assert m.score(goods[0]).shape == goods[0].shape[:2]
+    with pytest.raises(DefectlabError, match="resnet18.pth: SHA-256 differs"):
+        SimpleNet(**{**TINY, "encoder": f"resnet18={path}@{'0' * 64}"}).fit(goods, [], np.random.default_rng(0))
+    with pytest.raises(DefectlabError, match="nowhere.pth: not found"):
+        SimpleNet(**{**TINY, "encoder": f"resnet18={tmp_path / 'nowhere.pth'}@{'0' * 64}"}).fit(goods, [], np.random.default_rng(0))

@@ -10,7 +10,8 @@ ImageNet WideResNet-50, layers 2 and 3 (strides 8 and 16, concatenated at stride
 the packaged ImageNet EfficientNet-Lite0 (`defectlab.backbone`) at the same two strides: its last stage
 at stride 8 (40 channels) and at stride 16 (112 channels, upsampled), 152 channels at 1/8 resolution,
 so everything runs offline on a CPU. `encoder="taef2"` (an autoencoder's latents: measured far worse,
-below chance on Magnetic Tile) and any torchvision backbone (`torchvision_encoder`) remain available.
+below chance on Magnetic Tile) and any torchvision ResNet from a weights file of yours remain available
+(`encoder="wide_resnet50_2=FILE@SHA256"`: the papers' own network, layers 2 and 3).
 
 Library integration (see DEVELOPERS.md, "Feature-space methods"): `__call__` returns the input image
 unchanged with `mask` = the image region whose feature cells were perturbed; `score(image)` returns
@@ -33,10 +34,11 @@ from ..learned import check_goods, perlin_region, require_fitted, require_region
 def load_feature_encoder(encoder="efficientnet-lite0"):
     """The frozen feature encoder: images (B, C, H, W) in [0, 1] -> features (B, D, h, w).
 
-    "efficientnet-lite0": ImageNet EfficientNet-Lite0, strides 8 + 16 at stride 8 (packaged; default).
-    "taef2": the pretrained TAEF2 encoder from ../shared/weights (checked, offline).
+    "efficientnet-lite0" (default) or any `defectlab.backbone.load` spec, e.g. `"wide_resnet50_2=/models/wrn50.pth@<sha256>"`
+    for the papers' own network from a weights file of yours: its stride-8 and stride-16 stages concatenated at
+    stride 8 (`stride8_encoder`). "taef2": the pretrained TAEF2 encoder from ../shared/weights (checked, offline).
     "random": a tiny randomly initialised encoder of the same family (tests; no weights needed).
-    An `nn.Module` is used as it is (e.g. from `torchvision_encoder`).
+    An `nn.Module` is used as it is.
     In quick mode only (tests, CI without ../shared), a missing TAEF2 file falls back to "random" with a
     warning (a corrupt one is an error); otherwise the missing file is an error naming it, its checksum and
     where to put it."""
@@ -45,8 +47,6 @@ def load_feature_encoder(encoder="efficientnet-lite0"):
     from ... import taesd, weights
     from ...config import quick_mode
 
-    if encoder == "efficientnet-lite0":
-        return pretrained_encoder(encoder)
     if encoder == "taef2":
         if quick_mode() and weights.missing("taef2_encoder"):  # a corrupt file is an error, even here
             warnings.warn("TAEF2 encoder weights not found; quick mode uses a random encoder (features are "
@@ -55,20 +55,23 @@ def load_feature_encoder(encoder="efficientnet-lite0"):
         return taesd.load_encoder()
     if encoder == "random":
         return taesd.tiny_random_autoencoder(seed=0, latent_channels=8, width=8)[0].requires_grad_(False)
+    if isinstance(encoder, str):
+        return stride8_encoder(encoder)
     if hasattr(encoder, "forward"):
         return encoder.eval().requires_grad_(False)
-    raise DefectlabError(f"encoder: expected 'efficientnet-lite0', 'taef2', 'random' or a torch module, got {encoder!r}")
+    raise DefectlabError(f"encoder: expected a backbone name ('efficientnet-lite0', 'ARCH=FILE@SHA256'), 'taef2', "
+                         f"'random' or a torch module, got {encoder!r}")
 
 
-def pretrained_encoder(name: str = "efficientnet-lite0"):
-    """A packaged ImageNet backbone's stride-8 and stride-16 stages, concatenated at stride 8 (the
-    layer-2 + layer-3 recipe of PatchCore / SimpleNet / GLASS)."""
+def stride8_encoder(spec: str = "efficientnet-lite0"):
+    """A pretrained backbone's stride-8 and stride-16 stages, the second upsampled and concatenated at stride 8: the
+    layer-2 + layer-3 recipe of PatchCore / SimpleNet / GLASS (`spec`: as `defectlab.backbone.load`)."""
     import torch
     import torch.nn.functional as F
 
     from ... import backbone
 
-    features = backbone.pretrained_features(name, strides=(8, 16))
+    features = backbone.load(spec, strides=(8, 16))
 
     class Encoder(torch.nn.Module):
         def __init__(self):
@@ -77,42 +80,11 @@ def pretrained_encoder(name: str = "efficientnet-lite0"):
 
         def forward(self, x):
             h, w = x.shape[-2:]
-            f8, f16 = self.features(F.pad(x, (0, (-w) % 32, 0, (-h) % 32)))
+            f8, f16 = self.features(F.pad(x, (0, (-w) % 32, 0, (-h) % 32)))  # Lite0 wants multiples of 32
             f8 = f8[..., :-(-h // 8), :-(-w // 8)]
             return torch.cat([f8, F.interpolate(f16, size=f8.shape[-2:], mode="bilinear", align_corners=False)], dim=1)
 
     return Encoder().eval().requires_grad_(False)
-
-
-def torchvision_encoder(arch: str, weights_path: str, sha256: str, layer: str = "layer2"):
-    """A torchvision backbone cut at `layer`, from a local weight file whose SHA-256 you supply.
-
-    Example: `torchvision_encoder("wide_resnet50_2", "wrn50.pth", "<sha256>", "layer2")` (SimpleNet uses
-    WideResNet-50 layer2+layer3). ImageNet normalisation is applied inside."""
-    import torch
-    import torchvision
-    from torchvision.models.feature_extraction import create_feature_extractor
-
-    from ...weights import sha256_of
-
-    if sha256_of(weights_path) != sha256:
-        raise DefectlabError(f"{weights_path}: SHA-256 differs from the one given")
-    net = getattr(torchvision.models, arch)(weights=None)
-    net.load_state_dict(torch.load(weights_path, map_location="cpu", weights_only=True))
-    body = create_feature_extractor(net, {layer: "out"})
-    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-
-    class Backbone(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.body = body
-
-        def forward(self, x):
-            x = x.expand(-1, 3, -1, -1)
-            return self.body((x - mean) / std)["out"]
-
-    return Backbone().eval().requires_grad_(False)
 
 
 def encode(encoder, images, size: int, batch: int = 8):
