@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: demo test venv clean course anomalib-venv anomalib-bench adabldm-weights
+.PHONY: demo test venv clean course notebooks anomalib-venv anomalib-bench adabldm-weights
 
 venv: $(STAMP)
 
@@ -28,6 +28,11 @@ adabldm-weights: $(STAMP)
 # the notebooks, in order, as a static HTML course with their stored outputs: outputs/course/index.html
 course: $(STAMP)
 	$(PY) -m defectlab.course --out outputs/course --overwrite
+
+# every notebook run in full mode (not quick), its outputs stored in place for readers on the web (an hour or
+# more on two cores; notebook 05 first trains the AdaBLDM checkpoint of `make adabldm-weights` if it is missing)
+notebooks: $(STAMP)
+	env -u DEFECTLAB_QUICK -u MPLBACKEND $(PY) -m defectlab.course --run notebooks/[0-9][0-9]_*.ipynb
 
 clean:
 	rm -rf outputs build *.egg-info
