@@ -86,6 +86,7 @@ def run_notebook(path: str | Path, timeout: float = 3600) -> float:
 
     Messages are collected as nbval does (widget comms are not emulated), so an `@interact` cell ends with the
     figure of its default values like any other cell."""
+    import queue
     import time
 
     import nbformat
@@ -98,7 +99,10 @@ def run_notebook(path: str | Path, timeout: float = 3600) -> float:
     try:
         for i, cell in enumerate(nb.cells):
             if cell.cell_type == "code":
-                cell.outputs, cell.execution_count = _execute(kc, cell.source, timeout)
+                try:
+                    cell.outputs, cell.execution_count = _execute(kc, cell.source, timeout)
+                except queue.Empty:
+                    raise DefectlabError(f"{path}: cell {i} sent nothing for {timeout:.0f} s (timeout)") from None
                 errors = [o for o in cell.outputs if o.get("output_type") == "error"]
                 if errors:
                     raise DefectlabError(f"{path}: cell {i} raised {errors[0]['ename']}: {errors[0]['evalue']}")

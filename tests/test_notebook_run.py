@@ -45,3 +45,10 @@ def test_a_failing_cell_is_named_and_the_notebook_left_as_it_was(tmp_path):
     with pytest.raises(DefectlabError, match=r"01_broken.ipynb: cell 1 raised ValueError: no such defect"):
         run_notebook(path)
     assert path.read_bytes() == before
+
+
+def test_a_silent_cell_past_the_timeout_is_named(tmp_path):
+    path = tmp_path / "02_slow.ipynb"
+    _write(path, ["import time\ntime.sleep(5)"])
+    with pytest.raises(DefectlabError, match=r"02_slow.ipynb: cell 0 sent nothing for 1 s"):
+        run_notebook(path, timeout=1)
