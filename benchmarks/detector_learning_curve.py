@@ -29,13 +29,15 @@ def _point_file(out: Path, seed: int, steps: int) -> Path:
 
 
 def run(args) -> None:
+    from dataclasses import replace
+
     import torch
 
-    from defectlab.benchmark import BenchmarkConfig
+    from defectlab.benchmark import FEWSHOT, BenchmarkConfig
     from defectlab.benchmark.checks import validate_config
+    from defectlab.benchmark.detector_runs import fit_detector
     from defectlab.bench import machine_info
-    from defectlab.detect import DeSTSegDetector
-    from defectlab.detect.prepare import ImageCache, prepare_split, stable_id
+    from defectlab.detect.prepare import ImageCache, prepare_split
     from defectlab.metrics.detection import evaluate
     from defectlab.imageio import atomic_write_bytes
 
@@ -53,10 +55,8 @@ def run(args) -> None:
             print(f"seed {args.seed} steps {steps}: done before", flush=True)
             continue
         t0 = time.time()
-        det = DeSTSegDetector(student_steps=steps, seg_steps=steps)
-        det.fit(prepared.goods, prepared.support, np.random.default_rng([args.seed, stable_id("fewshot")]),
-                init_rng=np.random.default_rng([args.seed, 0]), foregrounds=prepared.foregrounds,
-                show_progress=False)
+        # the benchmark's own `fewshot` fit (its generators, its detector) at `steps` per stage
+        det = fit_detector(FEWSHOT, args.seed, replace(cfg, steps=steps), prepared, prepared.support, False)
         t1 = time.time()
         maps, scores = det.predict(prepared.test_images)
         metrics = evaluate(masks, prepared.eval_maps(maps), scores=scores, top_k=det.params.top_k)

@@ -39,7 +39,7 @@ def make_detector(cfg: BenchmarkConfig):
     return SegmentationDetector(**{"steps": cfg.steps, **cfg.detector})
 
 
-def _fit_detector(run: str, seed: int, cfg: BenchmarkConfig, prepared, defects, show_progress: bool):
+def fit_detector(run: str, seed: int, cfg: BenchmarkConfig, prepared, defects, show_progress: bool):
     from ..detect.prepare import stable_id
 
     det = make_detector(cfg)
@@ -58,7 +58,7 @@ def fewshot_detector(seed: int, cfg: BenchmarkConfig, prepared, out: Path, show_
     if path.is_file():
         cls = DeSTSegDetector if cfg.detector_name == "destseg" else SegmentationDetector
         return cls.load(path)
-    det = _fit_detector(FEWSHOT, seed, cfg, prepared, prepared.support, show_progress)
+    det = fit_detector(FEWSHOT, seed, cfg, prepared, prepared.support, show_progress)
     det.save(path)
     return det
 
@@ -66,7 +66,7 @@ def fewshot_detector(seed: int, cfg: BenchmarkConfig, prepared, out: Path, show_
 def train_and_test(run: str, seed: int, cfg: BenchmarkConfig, prepared, defects, out: Path, show_progress: bool,
                     record: dict | None = None) -> dict:
     t0 = time.time()
-    det = _fit_detector(run, seed, cfg, prepared, defects, show_progress)
+    det = fit_detector(run, seed, cfg, prepared, defects, show_progress)
     if run == FEWSHOT:
         det.save(detector_file(out, seed))  # TRTS scores every method's defects with it
     t1 = time.time()
