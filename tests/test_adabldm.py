@@ -465,3 +465,65 @@ def test_windowed_method_pastes_native_pixels_back(monkeypatch, rng):
     assert (r1 - r0) % 32 == 0 and (c1 - c0) % 32 == 0 and r0 <= 50 and r1 >= 58 and c0 <= 60 and c1 >= 75
     assert np.array_equal(out.image[~mine], goods[0][~mine]) and not np.array_equal(out.image[mine], goods[0][mine])
     assert any("native-resolution window" in d for d in out.meta["deviations"])
+
+
+def test_window_crops_hold_the_defect_and_share_one_shape():
+    from defectlab.adabldm.windows import WindowPairs, defect_crop
+
+    good = np.full((320, 400, 3), 0.25, np.float32)
+    dmask = np.zeros((320, 400), bool)
+    dmask[100:200, 120:300] = True  # box 100 x 180: window 384 wide, larger than the crop
+    defect = Sample(np.full((320, 400, 3), 0.75, np.float32), dmask, {"label": "fray", "category": "tile"})
+    pairs = WindowPairs([good], None, [defect], size=64)
+    draws = [pairs.one(np.random.default_rng(k), crop=64) for k in range(6)]
+    for img, tri, _ in draws:
+        assert img.shape == (64, 64, 3) and tri.shape == (64, 64) and (tri == 255).any()
+        assert np.all(img[tri != 255] == 0.25)  # still native pixels
+    assert len({d[1].tobytes() for d in draws}) == 6
+    again = pairs.one(np.random.default_rng(3), crop=64)
+    assert np.array_equal(again[0], draws[3][0]) and np.array_equal(again[1], draws[3][1])
+    tri = np.zeros((96, 128), np.uint8)
+    tri[90:96, 0:4] = 255  # a defect in a corner of a window narrower than the crop
+    img = np.zeros((96, 128, 3), np.float32)
+    for k in range(10):
+        _, t = defect_crop(img, tri, 128, np.random.default_rng(k))
+        assert t.shape == (96, 96) and (t == 255).any()
+    with pytest.raises(DefectlabError, match="no defect pixel"):
+        defect_crop(img, np.zeros_like(tri), 64, np.random.default_rng(0))
+
+
+def test_window_training_batches_crops_and_weighs_every_pair_equally(rng):
+    from defectlab.adabldm.train import _window_loss
+    from defectlab.adabldm.windows import WindowPairs
+
+    goods = [rng.random((96, 128, 3), dtype=np.float32) for _ in range(2)]
+    dmask = np.zeros((96, 128), bool)
+    dmask[40:52, 50:80] = True
+    defects = [Sample(rng.random((96, 128, 3), dtype=np.float32), dmask, {"label": "crack", "category": "tile"})]
+    pairs = WindowPairs(goods, None, defects, size=32)
+    model = _tiny_model()
+    calls = []
+
+    class Recorder(torch.nn.Module):  # the denoiser, counting its batches
+        def forward(self, latents, t, prompts, trimap):
+            calls.append(latents.shape[0])
+            return torch.zeros_like(latents)
+
+    p = TrainParams(size=32, batch_size=4, window=True, crop=32)
+    loss = _window_loss(model, Recorder(), pairs, np.random.default_rng(0), p, 1000, "cpu")
+    assert calls == [4]  # four crops of one shape: one batch
+    # a zero prediction: the loss is the mean square of the noise, pair by pair, then over the pairs
+    assert 0.7 < float(loss) < 1.3
+    calls.clear()
+    _window_loss(model, Recorder(), pairs, np.random.default_rng(0), replace(p, crop=None), 1000, "cpu")
+    assert sum(calls) == 4
+    with pytest.raises(DefectlabError, match="multiple of 32"):
+        train(model, pairs, replace(p, crop=48, steps=1), show_progress=False)
+
+
+def test_train_cli_checks_crop_before_reading_data(tmp_path, capsys):
+    from defectlab.adabldm.train import main
+
+    assert main(["--recipe", "window", "--crop", "48", "--out", str(tmp_path / "run")]) == 2
+    assert "--crop must be 0 (whole windows) or a multiple of 32, got 48" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

@@ -99,6 +99,9 @@ class TrainParams:
     # Ours (issue #18): train on defect-centric windows at native resolution, a fresh pair every item and step
     # (`windows.WindowPairs`), instead of `pairs` fixed composites squashed to size x size.
     window: bool = False
+    # Ours (issue #18, CPU): with `window`, train on crop x crop pieces of the windows that hold part of the defect
+    # (one shape per batch, so a step costs a whole-image step at that size); None: whole windows, one at a time.
+    crop: int | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -107,8 +110,10 @@ class TrainParams:
 # Offline default: trains UNet and trimap branch from scratch on CPU at 128 px in about 10-15 minutes.
 OFFLINE_TRAIN = TrainParams(size=128, steps=1200, batch_size=8, lr=3e-4, unet_lr=3e-4, prompt_dropout=0.1,
                             pairs=256)
-# Real data (issue #18): the offline recipe on native-resolution windows around the defect, fresh pairs each step.
-WINDOW_TRAIN = TrainParams(size=128, steps=1200, batch_size=8, lr=3e-4, unet_lr=3e-4, prompt_dropout=0.1, window=True)
+# Real data (issue #18): the offline recipe on native-resolution windows around the defect, fresh pairs each step,
+# trained on 128-px crops of them (a CPU step then costs a whole-image step, however large the defect).
+WINDOW_TRAIN = TrainParams(size=128, steps=1200, batch_size=8, lr=3e-4, unet_lr=3e-4, prompt_dropout=0.1, window=True,
+                           crop=128)
 # GPU recipe with Stable Diffusion weights (paper): 256 px, SD frozen, trimap branch AdamW 1e-5, batch 4.
 GPU_SD_TRAIN = TrainParams(size=256, steps=30000, batch_size=4, lr=1e-5, unet_lr=None, prompt_dropout=0.0,
                            pairs=4096, checkpoint_every=1000)

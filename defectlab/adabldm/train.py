@@ -29,7 +29,7 @@ from ..progress import progress
 from . import checkpoint
 from .model import AdaBLDMModel
 from .pairs import Pairs
-from .windows import WindowPairs
+from .windows import MULTIPLE, WindowPairs
 from .params import GPU_SD_TRAIN, OFFLINE_TRAIN, WINDOW_TRAIN, TrainParams
 from .prompts import WordPromptEncoder
 
@@ -66,20 +66,26 @@ def encode_pairs(model: AdaBLDMModel, pairs: Pairs, hflip: bool, batch: int = 16
 
 
 def _window_loss(model: AdaBLDMModel, denoiser, pairs: WindowPairs, rng, params: TrainParams, n_train: int, dev):
-    """Mean noise-prediction loss over `batch_size` fresh window pairs (windows differ in size: one at a time)."""
-    losses = []
-    for _ in range(params.batch_size):
-        image, tri, prompt = pairs.one(rng)
-        gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+    """Mean noise-prediction loss over `batch_size` fresh window pairs. Pairs of one shape go through the networks
+    together (with `params.crop`, all but the windows of images smaller than the crop); each pair weighs the same."""
+    items = [pairs.one(rng, params.crop) for _ in range(params.batch_size)]
+    prompts = ["" if rng.random() < params.prompt_dropout else prompt for _, _, prompt in items]
+    gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+    groups: dict[tuple, list[int]] = {}
+    for i, (image, _, _) in enumerate(items):
+        groups.setdefault(image.shape, []).append(i)  # insertion order: same draws, same order, same bytes
+    total = 0.0
+    for index in groups.values():
+        images = torch.from_numpy(np.stack([items[i][0] for i in index])).permute(0, 3, 1, 2).to(dev)
+        tri = np.stack([items[i][1] for i in index]).astype(np.float32) / 255.0
+        trimap = torch.from_numpy(tri)[:, None].expand(-1, 3, -1, -1).to(dev)
         with torch.no_grad():
-            z0 = model.autoencoder.encode(torch.from_numpy(image).permute(2, 0, 1)[None].to(dev))
-        trimap = torch.from_numpy(tri.astype(np.float32) / 255.0)[None, None].expand(-1, 3, -1, -1).to(dev)
+            z0 = model.autoencoder.encode(images)
         noise = torch.randn(z0.shape, generator=gen).to(dev)
-        t = torch.randint(0, n_train, (1,), generator=gen).to(dev)
-        prompt = "" if rng.random() < params.prompt_dropout else prompt
-        pred = denoiser(model.scheduler.add_noise(z0, noise, t), t, [prompt], trimap)
-        losses.append(nn.functional.mse_loss(pred.float(), noise))
-    return torch.stack(losses).mean()
+        t = torch.randint(0, n_train, (len(index),), generator=gen).to(dev)
+        pred = denoiser(model.scheduler.add_noise(z0, noise, t), t, [prompts[i] for i in index], trimap)
+        total = total + nn.functional.mse_loss(pred.float(), noise, reduction="none").flatten(1).mean(1).sum()
+    return total / len(items)
 
 
 def train(model: AdaBLDMModel, pairs: Pairs | WindowPairs, params: TrainParams, out: str | Path | None = None, resume: bool = True,
@@ -91,6 +97,8 @@ def train(model: AdaBLDMModel, pairs: Pairs | WindowPairs, params: TrainParams, 
     run draws the same data as an uninterrupted one."""
     from accelerate import Accelerator
 
+    if params.crop is not None and (params.crop < MULTIPLE or params.crop % MULTIPLE):
+        raise DefectlabError(f"crop must be a multiple of {MULTIPLE} (the latent grid), got {params.crop}")
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     unet_too = params.unet_lr is not None
     model.to(accelerator.device)
@@ -219,6 +227,9 @@ def check_args(args) -> None:
         check_memory(f"--size {args.size}", 256 * image_bytes(args.size) + 512 * args.size * args.size * 4)
     if getattr(args, "steps", None) is not None:
         check_int("--steps", args.steps, low=1)
+    crop = getattr(args, "crop", None)
+    if crop is not None and crop != 0 and (crop < 32 or crop % 32):
+        raise DefectlabError(f"--crop must be 0 (whole windows) or a multiple of 32, got {crop}")
     if getattr(args, "minutes", None) is not None and not args.minutes > 0:
         raise DefectlabError(f"--minutes must be > 0, got {args.minutes}")
     out = Path(args.out)
@@ -267,6 +278,8 @@ def run(args) -> int:
     params = {"offline": OFFLINE_TRAIN, "window": WINDOW_TRAIN, "gpu": GPU_SD_TRAIN}[args.recipe]
     params = replace(params, seed=args.seed, size=args.size or params.size,
                      steps=args.steps or (60 if quick_mode() else params.steps))
+    if args.crop is not None:
+        params = replace(params, crop=args.crop or None)
     data = load_training_data(args.data, args.path, args.category, args.shots, args.seed)
     t0 = time.time()
     ckpt, history = train_run(args.out, data, params, pretrained=args.pretrained, revision=args.revision,
@@ -288,6 +301,8 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=None, help="image side (default: 128 offline, 256 gpu)")
     p.add_argument("--recipe", choices=["offline", "window", "gpu"], default="offline",
                    help="offline: whole images at --size; window: native-resolution windows around each defect")
+    p.add_argument("--crop", type=int, default=None,
+                   help="window recipe: train on crop x crop pieces of each window (default 128; 0: whole windows)")
     p.add_argument("--pretrained", help="Stable Diffusion hub id or folder (UNet, CLIP, VAE); only the trimap branch trains")
     p.add_argument("--revision", help="pin the hub weights of --pretrained to this commit hash or tag")
     p.add_argument("--steps", type=int, help="override the recipe's step count")

@@ -2,7 +2,10 @@
 size, AdaBLDM trains and samples on a window cut around the defect from the full-resolution image.
 
 Window side = max(working size, 2 x the defect's bounding box), rounded up to a multiple of 32 (the latent grid
-of an 8x autoencoder, halved twice by the UNet), and cut to the image (then rounded down). Generated pixels are
+of an 8x autoencoder, halved twice by the UNet), and cut to the image (then rounded down). On a CPU, training may
+see a fixed-size crop of each window that holds part of the defect (`crop`): every item of a batch then has one
+shape and one step costs what a whole-image step at that size costs, however large the defect; sampling still
+runs on the whole window (the networks are convolutional). Generated pixels are
 pasted back through the mask at their own resolution: no resize, no seam. Outside the window the result is the
 good image, as the method intends (its background is the good image everywhere outside the mask anyway).
 """
@@ -68,8 +71,9 @@ class WindowPairs:
         self.defects = [Sample(rgb(np.asarray(d.image, np.float32)), d.mask, d.meta) for d in self.defects]
         self.prompts = [prompt_for(self.object_name or o, k) for o, k in (names_of(d) for d in self.defects)]
 
-    def one(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, str]:
-        """(window image (h, w, 3), trimap (h, w) uint8, prompt)."""
+    def one(self, rng: np.random.Generator, crop: int | None = None) -> tuple[np.ndarray, np.ndarray, str]:
+        """(window image (h, w, 3), trimap (h, w) uint8, prompt); with `crop`, a crop x crop piece of the window
+        (smaller where the window is) around a random defect pixel."""
         from .. import masks
 
         gi, di = int(rng.integers(len(self.goods))), int(rng.integers(len(self.defects)))
@@ -82,5 +86,21 @@ class WindowPairs:
             img, tri = img[:, ::-1], tri[:, ::-1]
         if self.hflip and rng.random() < 0.5:
             img, tri = img[::-1], tri[::-1]
+        if crop is not None:
+            img, tri = defect_crop(img, tri, crop, rng)
         return np.ascontiguousarray(img), np.ascontiguousarray(tri), self.prompts[di]
+
+
+def defect_crop(image: np.ndarray, trimap: np.ndarray, crop: int, rng: np.random.Generator):
+    """A square piece of side min(crop, h, w) of a window that contains one defect pixel, drawn at random, at
+    a random place in the piece (so the network sees defect edges, insides and the ground around them)."""
+    h, w = trimap.shape
+    side = min(int(crop), h, w)
+    ys, xs = np.nonzero(trimap == 255)
+    if not len(ys):
+        raise DefectlabError("defect_crop: the window holds no defect pixel")
+    k = int(rng.integers(len(ys)))
+    starts = [int(rng.integers(max(0, c - side + 1), min(c, n - side) + 1)) for c, n in ((ys[k], h), (xs[k], w))]
+    y0, x0 = starts
+    return image[y0:y0 + side, x0:x0 + side], trimap[y0:y0 + side, x0:x0 + side]
 
