@@ -527,3 +527,20 @@ def test_train_cli_checks_crop_before_reading_data(tmp_path, capsys):
     assert main(["--recipe", "window", "--crop", "48", "--out", str(tmp_path / "run")]) == 2
     assert "--crop must be 0 (whole windows) or a multiple of 32, got 48" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_train_recipe_by_name_or_fields_as_the_command_line_gives_it():
+    from defectlab.adabldm.params import OFFLINE_TRAIN, WINDOW_TRAIN
+    from defectlab.paramcheck import check_overrides
+    from defectlab.adabldm.method import AdaBLDMMethodParams
+
+    assert defectlab.create("adabldm", train="window").params.train == WINDOW_TRAIN
+    assert defectlab.create("adabldm").params.train == OFFLINE_TRAIN
+    fields = defectlab.create("adabldm", train={"window": True, "steps": 600}).params.train
+    assert fields.window and fields.crop == WINDOW_TRAIN.crop and fields.steps == 600
+    assert defectlab.create("adabldm", train={"steps": 7}).params.train == replace(OFFLINE_TRAIN, steps=7)
+    check_overrides("adabldm", AdaBLDMMethodParams, {"train": "window"})  # accepted before anything trains
+    with pytest.raises(DefectlabError, match="offline, window, gpu"):
+        defectlab.create("adabldm", train="windows")
+    with pytest.raises(DefectlabError, match="unknown train field"):
+        defectlab.create("adabldm", train={"stepz": 3})

@@ -10,7 +10,7 @@ from ..config import quick_mode
 from ..errors import DefectlabError
 from ..registry import register
 from ..sample import Sample, as_image, as_mask
-from .params import AdaptParams, ModelConfig, OFFLINE_TRAIN, SamplerParams, TrainParams, deviations, tiny_config
+from .params import AdaptParams, ModelConfig, OFFLINE_TRAIN, SamplerParams, TrainParams, deviations, tiny_config, train_params
 
 
 @dataclass
@@ -19,7 +19,8 @@ class AdaBLDMMethodParams:
     checkpoint: str | None = None  # trained run folder: fit() then only records the real masks
     object_name: str | None = None  # prompt object; default: the defects' category
     autoencoder: str | None = None  # None: "taef2", or "tiny" in quick mode
-    train: TrainParams = field(default_factory=lambda: OFFLINE_TRAIN)
+    # a TrainParams, or a recipe name / dict of fields (`params.train_params`): from the command line too
+    train: TrainParams | str | dict = field(default_factory=lambda: OFFLINE_TRAIN)
     sampler: SamplerParams = field(default_factory=SamplerParams)
     adapt: AdaptParams = field(default_factory=AdaptParams)
 
@@ -40,9 +41,12 @@ class AdaBLDMMethod:
     needs_fit = True
 
     def __init__(self, params: AdaBLDMMethodParams | None = None, **overrides):
+        from dataclasses import replace
+
         from ..synth.base import build_params
 
         p = build_params(AdaBLDMMethodParams, params, overrides, "adabldm")
+        p = replace(p, train=train_params(p.train))
         self.params = _quick(p) if quick_mode() else p
         self.fitted = False
         self.window = self.params.train.window

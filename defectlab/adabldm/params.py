@@ -117,6 +117,29 @@ WINDOW_TRAIN = TrainParams(size=128, steps=1200, batch_size=8, lr=3e-4, unet_lr=
 # GPU recipe with Stable Diffusion weights (paper): 256 px, SD frozen, trimap branch AdamW 1e-5, batch 4.
 GPU_SD_TRAIN = TrainParams(size=256, steps=30000, batch_size=4, lr=1e-5, unet_lr=None, prompt_dropout=0.0,
                            pairs=4096, checkpoint_every=1000)
+RECIPES = {"offline": OFFLINE_TRAIN, "window": WINDOW_TRAIN, "gpu": GPU_SD_TRAIN}
+
+
+def train_params(value) -> TrainParams:
+    """A `TrainParams`, a recipe name ("offline", "window", "gpu") or a dict of fields over the window recipe if it
+    sets `window` true, else over the offline one (what `--method-param adabldm.train=...` gives: `window`, or
+    `{"window": true, "steps": 600}`)."""
+    from dataclasses import fields, replace
+
+    if isinstance(value, TrainParams):
+        return value
+    if isinstance(value, str):
+        if value not in RECIPES:
+            raise DefectlabError(f"adabldm: train must be one of {', '.join(RECIPES)} (or a dict of TrainParams "
+                                 f"fields), got {value!r}")
+        return RECIPES[value]
+    if isinstance(value, dict):
+        known = {f.name for f in fields(TrainParams)}
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise DefectlabError(f"adabldm: unknown train field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return replace(WINDOW_TRAIN if value.get("window") else OFFLINE_TRAIN, **value)
+    raise DefectlabError(f"adabldm: train must be a TrainParams, a recipe name or a dict, got {type(value).__name__}")
 
 
 @dataclass

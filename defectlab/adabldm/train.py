@@ -30,7 +30,7 @@ from . import checkpoint
 from .model import AdaBLDMModel
 from .pairs import Pairs
 from .windows import MULTIPLE, WindowPairs
-from .params import GPU_SD_TRAIN, OFFLINE_TRAIN, WINDOW_TRAIN, TrainParams
+from .params import OFFLINE_TRAIN, RECIPES, TrainParams
 from .prompts import WordPromptEncoder
 
 PROG = "python -m defectlab.adabldm.train"  # also `defectlab adabldm train` (defectlab.cli)
@@ -275,7 +275,7 @@ def run(args) -> int:
     check_args(args)
     if args.threads:
         torch.set_num_threads(args.threads)
-    params = {"offline": OFFLINE_TRAIN, "window": WINDOW_TRAIN, "gpu": GPU_SD_TRAIN}[args.recipe]
+    params = RECIPES[args.recipe]
     params = replace(params, seed=args.seed, size=args.size or params.size,
                      steps=args.steps or (60 if quick_mode() else params.steps))
     if args.crop is not None:
@@ -299,7 +299,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p.add_argument("--shots", type=shots_arg, default=2,
                    help="real defects per type given to training, or 'auto': up to 10, one left held out per type")
     p.add_argument("--size", type=int, default=None, help="image side (default: 128 offline, 256 gpu)")
-    p.add_argument("--recipe", choices=["offline", "window", "gpu"], default="offline",
+    p.add_argument("--recipe", choices=list(RECIPES), default="offline",
                    help="offline: whole images at --size; window: native-resolution windows around each defect")
     p.add_argument("--crop", type=int, default=None,
                    help="window recipe: train on crop x crop pieces of each window (default 128; 0: whole windows)")
