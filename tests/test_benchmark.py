@@ -249,3 +249,16 @@ def test_a_checkpoint_trained_on_a_test_image_is_refused(tiny_root, monkeypatch)
         build_method("adabldm", prep, 0)
     monkeypatch.setattr(checkpoint, "training_sources", lambda folder: [])
     assert build_method("adabldm", prep, 0) is fake
+
+
+def test_a_finished_benchmark_grows_by_seeds_but_is_not_redone(tmp_path, tiny_root):
+    out = tmp_path / "bench"
+    args = dict(format="mvtec", shots=1, **FAST)
+    run_benchmark(tiny_root, "brick", ["cutpaste"], out, seeds=[1], **args)
+    kept = (out / "runs" / "cutpaste__seed1.json").stat().st_mtime_ns
+    grown = run_benchmark(tiny_root, "brick", ["cutpaste"], out, seeds=[0, 1], **args)  # one seed more: only it runs
+    assert (out / "runs" / "cutpaste__seed1.json").stat().st_mtime_ns == kept
+    assert {r["seed"] for r in grown["runs"]} == {0, 1} and grown["summary"]["cutpaste"]["pixel_ap"]["n"] == 2
+    for fewer in ([0], [0, 1]):  # dropping a seed, or asking again for the same: still refused
+        with pytest.raises(DefectlabError, match="already holds benchmark results"):
+            run_benchmark(tiny_root, "brick", ["cutpaste"], out, seeds=fewer, **args)

@@ -50,6 +50,16 @@ def _read_json_file(path: Path) -> dict:
         raise DefectlabError(f"{path}: unreadable ({exc}); pass --overwrite or choose another --out") from exc
 
 
+def _grows(old: dict, new: dict) -> bool:
+    """A finished benchmark may grow: more seeds, methods or the DiAD row, nothing dropped (its runs are kept; the
+    tables are rewritten over the larger set). The resume checks below still apply."""
+    sets = [(set(old.get(k) or []), set(new.get(k) or [])) for k in ("seeds", "methods")]
+    rows = (bool(old.get("diad")), bool(new.get("diad")))
+    if any(not a <= b for a, b in sets) or (rows[0] and not rows[1]):
+        return False
+    return any(a < b for a, b in sets) or rows[0] < rows[1]
+
+
 def prepare_out(out: Path, cfg: dict, overwrite: bool, fingerprint: dict | None = None) -> None:
     """Refuse to clobber results; resume an interrupted run of the same configuration on the same data
     (`fingerprint`, from `defectlab.fingerprint.data_fingerprint`: files and each seed's split)."""
@@ -67,8 +77,9 @@ def prepare_out(out: Path, cfg: dict, overwrite: bool, fingerprint: dict | None 
                 shutil.rmtree(out / "runs", ignore_errors=True)
                 for name in ("results.json", "results.md", "pr_curves.png", "detections.png", "config.json", DATA_FILE):
                     (out / name).unlink(missing_ok=True)
-        elif (out / "results.json").is_file():
-            raise DefectlabError(f"{out}: already holds benchmark results; pass --overwrite or choose another --out")
+        elif (out / "results.json").is_file() and not (ours and _grows(_read_json_file(cfg_file), cfg)):
+            raise DefectlabError(f"{out}: already holds benchmark results; pass --overwrite or choose another --out "
+                                 "(or add seeds or methods to it)")
         elif not ours:
             raise DefectlabError(f"{out}: folder exists and is not a benchmark output; choose another --out "
                                  "(or pass --overwrite to write into it)")
