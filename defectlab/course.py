@@ -119,6 +119,7 @@ def _execute(kc, source: str, timeout: float) -> tuple[list, int | None]:
     import nbformat
 
     msg_id, outputs, count = kc.execute(source, store_history=True), [], None
+    interact = False  # an @interact cell (`slim` keeps only its text); other widgets (progress bars) are dropped here
     while True:
         msg = kc.get_iopub_msg(timeout=timeout)
         if msg["parent_header"].get("msg_id") != msg_id:
@@ -135,7 +136,12 @@ def _execute(kc, source: str, timeout: float) -> tuple[list, int | None]:
                 outputs[-1]["text"] += content["text"]
             else:
                 outputs.append(nbformat.v4.new_output("stream", name=content["name"], text=content["text"]))
+        elif kind == "comm_open":
+            state = content.get("data", {}).get("state", {})
+            interact = interact or "widget-interact" in (state.get("_dom_classes") or ())
         elif kind in ("display_data", "execute_result"):
+            if WIDGET_VIEW in content["data"] and not interact:
+                continue  # a progress bar: nothing to see on a static page, and it must not hide the cell's figure
             out = nbformat.v4.new_output(kind, data=content["data"], metadata=content.get("metadata", {}))
             if kind == "execute_result":
                 out["execution_count"] = content["execution_count"]

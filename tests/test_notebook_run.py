@@ -21,7 +21,10 @@ def test_outputs_are_stored_figures_kept_and_widgets_dropped(tmp_path):
                   "import matplotlib\nmatplotlib.use('module://matplotlib_inline.backend_inline')\n"
                   "import matplotlib.pyplot as plt\nfig, ax = plt.subplots(figsize=(12, 2), dpi=100)\nax.plot([0, 1])\nplt.show()",
                   "from ipywidgets import interact\n@interact(x=(0, 3))\ndef f(x=1):\n    print('x is', x)",
-                  "1 + 1"])
+                  "1 + 1",
+                  # a progress bar (tqdm's notebook widget) in a cell that also draws: the figure must stay
+                  "from defectlab.progress import progress\nfor _ in progress(range(3), desc='work'):\n    pass\n"
+                  "fig, ax = plt.subplots(figsize=(3, 2))\nax.plot([1, 0])\nplt.show()"])
     run_notebook(path)
     cells = json.loads(path.read_text())["cells"]
     text = lambda v: "".join(v) if isinstance(v, list) else v  # noqa: E731  (nbformat stores lines)
@@ -36,6 +39,8 @@ def test_outputs_are_stored_figures_kept_and_widgets_dropped(tmp_path):
     assert Image.open(io.BytesIO(base64.b64decode(png[0]["data"]["image/png"]))).width <= 800  # 1200 px scaled down
     assert not any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in cells[2]["outputs"])
     assert text(cells[3]["outputs"][0]["data"]["text/plain"]) == "2"
+    assert [o["output_type"] for o in cells[4]["outputs"] if "image/png" in o.get("data", {})] == ["display_data"]
+    assert not any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in cells[4]["outputs"])
 
 
 def test_a_failing_cell_is_named_and_the_notebook_left_as_it_was(tmp_path):
