@@ -529,7 +529,8 @@ def test_train_cli_checks_crop_before_reading_data(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
-def test_train_recipe_by_name_or_fields_as_the_command_line_gives_it():
+def test_train_recipe_by_name_or_fields_as_the_command_line_gives_it(monkeypatch):
+    monkeypatch.delenv("DEFECTLAB_QUICK", raising=False)  # quick mode would shorten every recipe
     from defectlab.adabldm.params import OFFLINE_TRAIN, WINDOW_TRAIN
     from defectlab.paramcheck import check_overrides
     from defectlab.adabldm.method import AdaBLDMMethodParams
