@@ -228,8 +228,8 @@ def check_args(args) -> None:
     if getattr(args, "steps", None) is not None:
         check_int("--steps", args.steps, low=1)
     crop = getattr(args, "crop", None)
-    if crop is not None and crop != 0 and (crop < 32 or crop % 32):
-        raise DefectlabError(f"--crop must be 0 (whole windows) or a multiple of 32, got {crop}")
+    if crop is not None and crop != 0 and (crop < MULTIPLE or crop % MULTIPLE):  # train() checks it too, after loading
+        raise DefectlabError(f"--crop must be 0 (whole windows) or a multiple of {MULTIPLE}, got {crop}")
     if getattr(args, "minutes", None) is not None and not args.minutes > 0:
         raise DefectlabError(f"--minutes must be > 0, got {args.minutes}")
     out = Path(args.out)

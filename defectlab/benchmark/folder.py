@@ -72,19 +72,19 @@ def prepare_out(out: Path, cfg: dict, overwrite: bool, fingerprint: dict | None 
     old_splits: dict = {}  # each seed's split on record
     if out.is_dir() and any(out.iterdir()):
         ours = cfg_file.is_file()
+        old = _read_json_file(cfg_file) if ours and not overwrite else {}  # read once: growth and resume checks
         if overwrite:
             if ours:  # remove only what a benchmark writes
                 shutil.rmtree(out / "runs", ignore_errors=True)
                 for name in ("results.json", "results.md", "pr_curves.png", "detections.png", "config.json", DATA_FILE):
                     (out / name).unlink(missing_ok=True)
-        elif (out / "results.json").is_file() and not (ours and _grows(_read_json_file(cfg_file), cfg)):
+        elif (out / "results.json").is_file() and not (ours and _grows(old, cfg)):
             raise DefectlabError(f"{out}: already holds benchmark results; pass --overwrite or choose another --out "
                                  "(or add seeds or methods to it)")
         elif not ours:
             raise DefectlabError(f"{out}: folder exists and is not a benchmark output; choose another --out "
                                  "(or pass --overwrite to write into it)")
         else:
-            old = _read_json_file(cfg_file)
             diff = [k for k in _RESUME_KEYS if (old.get(k) or None) != (cfg.get(k) or None)]  # {} == absent
             # every method that ever ran here keeps its parameters on record; a method may join, not change
             before = old.get("method_params") or {}
