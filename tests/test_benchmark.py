@@ -59,6 +59,33 @@ def test_synthetic_pool_is_reproducible_and_reports_failing_methods(tiny_root):
         synthesize_pool(refuses, prep, 1, 0, "refuses", show_progress=False)
 
 
+def test_a_kept_pool_resumes_with_the_same_bytes(tiny_root, tmp_path):
+    ds = defectlab.data.open_dataset(tiny_root, "mvtec")
+    prep = prepare_split(few_shot_split(ds, "brick", 1, seed=0), ImageCache(32), show_progress=False)
+    whole = synthesize_pool(defectlab.create("cutpaste"), prep, 5, 0, "cutpaste", show_progress=False)
+    calls = []
+    method = defectlab.create("cutpaste")
+
+    def counted(image, rng, foreground=None):
+        calls.append(1)
+        if len(calls) > 3:
+            raise KeyboardInterrupt  # killed while making the fourth item
+        return method(image, rng, foreground=foreground)
+
+    with pytest.raises(KeyboardInterrupt):
+        synthesize_pool(counted, prep, 5, 0, "cutpaste", show_progress=False, keep=tmp_path / "pool")
+    assert sorted(p.name for p in (tmp_path / "pool").iterdir()) == ["00000.npz", "00001.npz", "00002.npz"]
+    calls.clear()  # the resumed call makes only items 3 and 4
+    resumed = synthesize_pool(lambda im, rng, foreground=None: (calls.append(1), method(im, rng, foreground=foreground))[1],
+                              prep, 5, 0, "cutpaste", show_progress=False, keep=tmp_path / "pool")
+    assert len(calls) == 2
+    assert [(s.image.tobytes(), s.mask.tobytes(), s.meta["good_index"]) for s in resumed] == \
+        [(s.image.tobytes(), s.mask.tobytes(), s.meta["good_index"]) for s in whole]
+    (tmp_path / "pool" / "00001.npz").write_bytes(b"not an npz")
+    with pytest.raises(DefectlabError, match="00001.npz.*delete it"):
+        synthesize_pool(method, prep, 5, 0, "cutpaste", show_progress=False, keep=tmp_path / "pool")
+
+
 @pytest.mark.parametrize("kwargs, message", [
     (dict(methods=["cutpaste", "no_such_method"]), "unknown synthesis method 'no_such_method'"),
     (dict(category="carpet"), "unknown category 'carpet'"),
@@ -106,6 +133,7 @@ def test_tiny_benchmark_end_to_end_then_refuse_then_resume(tmp_path, tiny_root):
     assert all(np.isfinite(saved["quality"][m]["kid"]["mean"]) for m in METHODS)
     assert np.isfinite(saved["quality"]["cutpaste"]["fid"]["mean"]) and saved["quality"]["cutpaste"]["fid"]["n"] == 2
     assert saved["machine"]["cpu_count"] and saved["versions"]["torch"] and saved["wall_seconds"] > 0
+    assert not list((out / "pools").rglob("*.npz"))  # kept pools are for a resume only: gone once their runs are written
     md = (out / "results.md").read_text()
     assert all(f"| `{n}` |" in md for n in RUNS) and "rank correlation" in md
 
@@ -249,6 +277,31 @@ def test_a_checkpoint_trained_on_a_test_image_is_refused(tiny_root, monkeypatch)
         build_method("adabldm", prep, 0)
     monkeypatch.setattr(checkpoint, "training_sources", lambda folder: [])
     assert build_method("adabldm", prep, 0) is fake
+
+
+def test_adabldm_fit_in_the_benchmark_keeps_resumable_checkpoints(tiny_root, tmp_path, monkeypatch):
+    """The benchmark gives AdaBLDM a work folder per seed: a second fit resumes from the finished checkpoint
+    (no step is trained again) and draws the same bytes; a caller's own `work_dir` is kept."""
+    from defectlab.adabldm import checkpoint, train as train_module
+    from defectlab.benchmark.runs import build_method
+
+    monkeypatch.setenv("DEFECTLAB_QUICK", "1")
+    ds = defectlab.data.open_dataset(tiny_root, "mvtec")
+    prep = prepare_split(few_shot_split(ds, "brick", 1, seed=0), ImageCache(32), show_progress=False)
+    work = tmp_path / "models" / "adabldm" / "seed-0"
+    first = build_method("adabldm", prep, 0, {"size": 32}, work_dir=work)
+    state = checkpoint.read_state(checkpoint.resolve(work))
+    assert state["step"] == first.params.train.steps
+    assert sorted(state["sources"]) == sorted(s.meta["source"] for s in prep.support)
+    steps = []
+    real_loss = train_module._Denoiser.forward
+    monkeypatch.setattr(train_module._Denoiser, "forward", lambda self, *a, **k: (steps.append(1), real_loss(self, *a, **k))[1])
+    again = build_method("adabldm", prep, 0, {"size": 32}, work_dir=work)
+    assert not steps
+    a, b = (m(prep.goods[0], np.random.default_rng(3), foreground=prep.foregrounds[0]) for m in (first, again))
+    assert a.image.tobytes() == b.image.tobytes()
+    mine = build_method("adabldm", prep, 0, {"size": 32, "work_dir": str(tmp_path / "mine")}, work_dir=work)
+    assert mine.params.work_dir == str(tmp_path / "mine") and (tmp_path / "mine").is_dir()
 
 
 def test_a_finished_benchmark_grows_by_seeds_but_is_not_redone(tmp_path, tiny_root):

@@ -23,6 +23,9 @@ class AdaBLDMMethodParams:
     train: TrainParams | str | dict = field(default_factory=lambda: OFFLINE_TRAIN)
     sampler: SamplerParams = field(default_factory=SamplerParams)
     adapt: AdaptParams = field(default_factory=AdaptParams)
+    # where fit() keeps its training checkpoints, so an interrupted fit resumes (the benchmark gives each seed one);
+    # None: trained in memory only
+    work_dir: str | None = None
 
 
 def _quick(p: AdaBLDMMethodParams) -> AdaBLDMMethodParams:
@@ -88,7 +91,8 @@ class AdaBLDMMethod:
             cfg = tiny_config() if kind == "tiny" else ModelConfig(autoencoder=kind)
             cfg.vocabulary = vocabulary_for(pairs.prompts)
             model = AdaBLDMModel(cfg, seed=int(rng.integers(2**31)))
-            train(model, pairs, p.train, out=None, show_progress=False)
+            train(model, pairs, p.train, out=p.work_dir, show_progress=False,
+                  provenance={"sources": self.sources} if p.work_dir else None)
         self.pipeline = AdaBLDM(model, p.sampler, p.adapt)
         self.fitted = True
         return self

@@ -2,6 +2,7 @@
 the runs whose files are missing (an interrupted benchmark resumes where it stopped)."""
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -14,11 +15,18 @@ from .quality import method_quality, trts_scores
 from .transfer import transferred_split
 
 
-def build_method(name: str, prepared, seed: int, params: dict | None = None):
+def build_method(name: str, prepared, seed: int, params: dict | None = None, work_dir: Path | None = None):
+    """`name` with `params`, fitted on `prepared.support`. `work_dir`: given to a method that keeps its training
+    checkpoints there (a `work_dir` parameter, AdaBLDM), unless `params` names one, so a killed fit resumes."""
+    from dataclasses import replace
+
     from .. import methods
     from ..detect.prepare import stable_id
 
     method = methods.create(name, **(params or {}))
+    kept = getattr(method, "params", None)
+    if work_dir is not None and hasattr(kept, "work_dir") and kept.work_dir is None:
+        method.params = replace(kept, work_dir=str(work_dir))
     trained = getattr(getattr(method, "params", None), "checkpoint", None)
     if trained:  # a synthesis model trained elsewhere must not have seen this seed's test images
         from ..adabldm.checkpoint import refuse_if_trained_on
@@ -92,8 +100,12 @@ def _pool_runs(method_name: str, name: str, seed: int, cfg: BenchmarkConfig, sou
     if not runs and not need_quality:
         return
     t0 = time.time()
-    method = build_method(method_name, source(), seed, params)
-    pool = synthesize_pool(method, source(), cfg.n_synthetic, seed, method_name, show_progress=show_progress)
+    method = build_method(method_name, source(), seed, params, work_dir=out / "models" / name / f"seed-{seed}")
+    kept = out / "pools" / name / f"seed-{seed}"
+    resumed = len(list(kept.glob("*.npz"))) if kept.is_dir() else 0
+    if resumed:  # the seconds below then cover only what this call made
+        info = {**info, "pool_items_resumed": resumed}
+    pool = synthesize_pool(method, source(), cfg.n_synthetic, seed, method_name, show_progress=show_progress, keep=kept)
     synth_seconds = time.time() - t0
     if need_quality:
         t1 = time.time()
@@ -108,3 +120,4 @@ def _pool_runs(method_name: str, name: str, seed: int, cfg: BenchmarkConfig, sou
         train_and_test(r, seed, cfg, ready(), defects, out, show_progress,
                         {**info, "synth_seconds": round(synth_seconds, 2)})
         bar.update()
+    shutil.rmtree(kept, ignore_errors=True)  # every file that needs the pool is written: it was kept for a resume only

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -170,15 +171,53 @@ def load_support(records: list[Record], cache: ImageCache) -> list[Sample]:
 
 
 def synthesize_pool(method, prepared: PreparedSplit, n: int, seed: int, name: str, tries: int = 5,
-                    show_progress: bool = True) -> list[Sample]:
+                    show_progress: bool = True, keep: str | Path | None = None) -> list[Sample]:
     """`n` synthetic defects on random good images, through the one loop `synth.batch.run_many` (`pick="random"`):
     item i uses `default_rng([seed, stable_id(name), i])` (`stable_id`: a SHA-256 of the name), so a pool is the
     same whatever else ran before it. A method that returns an empty mask (or refuses an image) is retried on
     another image a few times before the benchmark gives up. `meta["good_index"]`: the clean image under the
-    defect (a denoising student's target)."""
+    defect (a denoising student's target).
+
+    `keep`: a folder where each item is written as it is made (`{i:05d}.npz`, atomically) and read back on the next
+    call instead of being made again, so an interrupted pool of a slow method (AdaBLDM: about a minute an image on
+    a CPU) resumes with the same bytes."""
     from ..synth.batch import run_many
 
-    return [Sample(np.clip(np.asarray(s.image, np.float32), 0, 1), np.asarray(s.mask, bool), {**s.meta, "good_index": j})
-            for _, j, s in run_many(method, prepared.goods, n, [seed, stable_id(name)], foregrounds=prepared.foregrounds,
-                                    pick="random", tries=tries, name=name, desc=f"synthesise {name}",
-                                    show_progress=show_progress)]
+    kept = Path(keep) if keep is not None else None
+    done = {i for i in range(n) if kept is not None and (kept / f"{i:05d}.npz").is_file()}
+    pool = []
+    for i, j, s in run_many(method, prepared.goods, n, [seed, stable_id(name)], foregrounds=prepared.foregrounds,
+                            pick="random", tries=tries, name=name, desc=f"synthesise {name}",
+                            show_progress=show_progress, skip=done.__contains__):
+        if s is None:
+            pool.append(_read_item(kept / f"{i:05d}.npz"))
+            continue
+        item = Sample(np.clip(np.asarray(s.image, np.float32), 0, 1), np.asarray(s.mask, bool), {**s.meta, "good_index": j})
+        if kept is not None:
+            _write_item(kept / f"{i:05d}.npz", item)
+        pool.append(item)
+    return pool
+
+
+def _write_item(path: Path, item: Sample) -> None:
+    import io
+    import json
+
+    from ..imageio import atomic_write_bytes
+
+    buf = io.BytesIO()
+    np.savez_compressed(buf, image=item.image, mask=item.mask,
+                        meta=np.frombuffer(json.dumps(item.meta, default=str).encode(), np.uint8))
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _read_item(path: Path) -> Sample:
+    import json
+
+    from ..errors import DefectlabError
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return Sample(z["image"], z["mask"], json.loads(z["meta"].tobytes().decode()))
+    except (OSError, ValueError, KeyError) as exc:
+        raise DefectlabError(f"{path}: not a readable kept pool item ({exc}); delete it to make it again") from exc
