@@ -150,7 +150,11 @@ def test_tiny_benchmark_end_to_end_then_refuse_then_resume(tmp_path, tiny_root):
     assert (out / "runs" / "cutpaste__seed0.json").stat().st_mtime_ns == kept
     assert again["summary"] == res["summary"]
 
+    stale = out / "pools" / "cutpaste" / "seed-0" / "00000.npz"  # left by a killed run of the old configuration
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"old")
     run_benchmark(tiny_root, "brick", ["cutpaste"], out, format="mvtec", shots=1, seeds=[0], overwrite=True, **FAST)
+    assert not stale.exists()
     assert not (out / "runs" / "copypaste__seed0.json").exists()
 
 

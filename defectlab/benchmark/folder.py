@@ -75,7 +75,8 @@ def prepare_out(out: Path, cfg: dict, overwrite: bool, fingerprint: dict | None 
         old = _read_json_file(cfg_file) if ours and not overwrite else {}  # read once: growth and resume checks
         if overwrite:
             if ours:  # remove only what a benchmark writes
-                shutil.rmtree(out / "runs", ignore_errors=True)
+                for folder in ("runs", "pools", "models"):  # pools and fitted models resume: never from another run
+                    shutil.rmtree(out / folder, ignore_errors=True)
                 for name in ("results.json", "results.md", "pr_curves.png", "detections.png", "config.json", DATA_FILE):
                     (out / name).unlink(missing_ok=True)
         elif (out / "results.json").is_file() and not (ours and _grows(old, cfg)):
