@@ -32,7 +32,9 @@ defects, and their visibility: synthetic vs held-out real defects) and the rank 
 detection, with bootstrap intervals.
 
 Writes `results.json`, `results.md`, `pr_curves.png`, `detections.png` and `runs/` (one JSON per
-run and seed: an interrupted benchmark resumes where it stopped). Every file is written atomically.
+run and seed: an interrupted benchmark resumes where it stopped). Every file is written atomically. A synthetic
+pool is kept item by item in `pools/<method>/seed-<s>/` until its runs are written (a killed pool of a slow method
+resumes with the same bytes), and AdaBLDM's training checkpoints per seed stay in `models/adabldm/seed-<s>/`.
 """
 from __future__ import annotations
 
