@@ -66,18 +66,20 @@ def test_a_kept_pool_resumes_with_the_same_bytes(tiny_root, tmp_path):
     calls = []
     method = defectlab.create("cutpaste")
 
-    def counted(image, rng, foreground=None):
+    def counting(image, rng, foreground=None):
         calls.append(1)
-        if len(calls) > 3:
-            raise KeyboardInterrupt  # killed while making the fourth item
         return method(image, rng, foreground=foreground)
 
+    def killed_at_the_fourth(image, rng, foreground=None):
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return counting(image, rng, foreground=foreground)
+
     with pytest.raises(KeyboardInterrupt):
-        synthesize_pool(counted, prep, 5, 0, "cutpaste", show_progress=False, keep=tmp_path / "pool")
+        synthesize_pool(killed_at_the_fourth, prep, 5, 0, "cutpaste", show_progress=False, keep=tmp_path / "pool")
     assert sorted(p.name for p in (tmp_path / "pool").iterdir()) == ["00000.npz", "00001.npz", "00002.npz"]
     calls.clear()  # the resumed call makes only items 3 and 4
-    resumed = synthesize_pool(lambda im, rng, foreground=None: (calls.append(1), method(im, rng, foreground=foreground))[1],
-                              prep, 5, 0, "cutpaste", show_progress=False, keep=tmp_path / "pool")
+    resumed = synthesize_pool(counting, prep, 5, 0, "cutpaste", show_progress=False, keep=tmp_path / "pool")
     assert len(calls) == 2
     assert [(s.image.tobytes(), s.mask.tobytes(), s.meta["good_index"]) for s in resumed] == \
         [(s.image.tobytes(), s.mask.tobytes(), s.meta["good_index"]) for s in whole]

@@ -91,8 +91,7 @@ class AdaBLDMMethod:
             cfg = tiny_config() if kind == "tiny" else ModelConfig(autoencoder=kind)
             cfg.vocabulary = vocabulary_for(pairs.prompts)
             model = AdaBLDMModel(cfg, seed=int(rng.integers(2**31)))
-            train(model, pairs, p.train, out=p.work_dir, show_progress=False,
-                  provenance={"sources": self.sources} if p.work_dir else None)
+            train(model, pairs, p.train, out=p.work_dir, show_progress=False, provenance={"sources": self.sources})
         self.pipeline = AdaBLDM(model, p.sampler, p.adapt)
         self.fitted = True
         return self

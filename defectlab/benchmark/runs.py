@@ -24,10 +24,10 @@ def build_method(name: str, prepared, seed: int, params: dict | None = None, wor
     from ..detect.prepare import stable_id
 
     method = methods.create(name, **(params or {}))
-    kept = getattr(method, "params", None)
-    if work_dir is not None and hasattr(kept, "work_dir") and kept.work_dir is None:
-        method.params = replace(kept, work_dir=str(work_dir))
-    trained = getattr(getattr(method, "params", None), "checkpoint", None)
+    own = getattr(method, "params", None)
+    if work_dir is not None and hasattr(own, "work_dir") and own.work_dir is None:
+        method.params = own = replace(own, work_dir=str(work_dir))
+    trained = getattr(own, "checkpoint", None)
     if trained:  # a synthesis model trained elsewhere must not have seen this seed's test images
         from ..adabldm.checkpoint import refuse_if_trained_on
 
