@@ -153,6 +153,7 @@ class AdaBLDMMethod:
         rows, cols = defect_window(mask, self.params.size)
         res = self.pipeline.generate(good[rows, cols], mask[rows, cols], None if fg is None else fg[rows, cols],
                                      rng=rng, object_name=self.object_name, defect_name=kind)
-        out = good.copy()
+        out = good.copy()  # outside the mask the good image: what adaptation's 100x preservation term aims at; inside,
+        # adaptation's net effect is a softer edge (benchmarks/RESULTS.md, "What decoder adaptation changes")
         out[rows, cols] = np.where(mask[rows, cols][:, :, None], res.image, good[rows, cols])
         return Sample(out, mask, self._meta(res, kind, (rows, cols)))
