@@ -12,8 +12,7 @@ outside), so only pixels inside the mask can differ. Reported per defect type: P
 200-iteration item, the largest pixel change (grey levels of 255), the *boundary step* (mean absolute difference
 between 4-neighbour pixels on either side of the mask's edge, of 255: a seam shows as a larger step) of the remade
 and the reference items, the same step on the seed's held-out real defects (their own edges), and seconds per
-image. Writes
-benchmarks/results/adabldm_adaptation_budget.json (resumes per budget).
+image. Writes benchmarks/results/adabldm_adaptation_budget.json (resumes per budget).
 """
 from __future__ import annotations
 
