@@ -35,6 +35,8 @@ Writes `results.json`, `results.md`, `pr_curves.png`, `detections.png` and `runs
 run and seed: an interrupted benchmark resumes where it stopped). Every file is written atomically. A synthetic
 pool is kept item by item in `pools/<method>/seed-<s>/` until its runs are written (a killed pool of a slow method
 resumes with the same bytes), and AdaBLDM's training checkpoints per seed stay in `models/adabldm/seed-<s>/`.
+Seeds run apart (`--seeds 1` in one folder, `--seeds 2` in another) join with `defectlab benchmark-merge`
+(`merge.merge_results`).
 """
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from .config import BenchmarkConfig
 from .correlation import quality_correlations
 from .figures import write_plots
 from .folder import prepare_out, write_json
-from .results import load_runs, results_markdown, package_versions
+from .results import load_runs, quality_records, results_markdown, package_versions
 from .runs import run_seed
 from .tables import summarize
 from .transfer import benchmark_fingerprint, transfer_sources
@@ -79,7 +79,8 @@ def _run_benchmark(data, category, methods, out, *, format, shots, seeds, size, 
                "wall_seconds": round(time.time() - t0, 1),
                "compute_seconds": round(sum(r["train_seconds"] + r["test_seconds"] for r in runs), 1),
                "runs": [{k: v for k, v in r.items() if k != "curves"} for r in runs],
-               "summary": summary, "quality": qual, "correlation": quality_correlations(cfg, summary, qual, out)}
+               "summary": summary, "quality": qual, "quality_runs": quality_records(cfg, out),
+               "correlation": quality_correlations(cfg, summary, qual, out)}
     write_plots(cfg, out, cache, splits)
     write_json(out / "results.json", results)  # last: its presence marks a finished benchmark
     atomic_write_bytes(out / "results.md", results_markdown(cfg, results).encode())

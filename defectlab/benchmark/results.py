@@ -31,10 +31,19 @@ def load_runs(cfg: BenchmarkConfig, out: Path) -> tuple[list[dict], dict]:
     """The run records, and per method every numeric quality value as mean ± std over seeds (labels such as
     the networks used are kept as they are)."""
     runs = [json.loads(run_file(out, r, s).read_text()) for s in cfg.seeds for r in cfg.run_names()]
-    qual = [json.loads(quality_file(out, m, s).read_text()) for s in cfg.seeds for m in cfg.synth_names()
+    return runs, aggregate_quality(quality_records(cfg, out))
+
+
+def quality_records(cfg: BenchmarkConfig, out: Path) -> list[dict]:
+    """Each method's quality file per seed, as written (results.json keeps them: merged benchmarks need them)."""
+    return [json.loads(quality_file(out, m, s).read_text()) for s in cfg.seeds for m in cfg.synth_names()
             if quality_file(out, m, s).is_file()]
+
+
+def aggregate_quality(records: list[dict]) -> dict:
+    """{method: {key: mean ± std over the records}} for numeric values; a label (a network's name) as it is."""
     by_method: dict[str, list[dict]] = {}
-    for q in qual:
+    for q in records:
         by_method.setdefault(q["method"], []).append(q)
     quality = {}
     for m, qs in by_method.items():
@@ -48,14 +57,19 @@ def load_runs(cfg: BenchmarkConfig, out: Path) -> tuple[list[dict], dict]:
             else:
                 entry[k] = values[0]
         quality[m] = entry
-    return runs, quality
+    return quality
 
 
 def results_markdown(cfg: BenchmarkConfig, results: dict) -> str:
     s = results["summary"]
     lines = [f"# Downstream detection: `{cfg.category}`", ""]
-    if cfg.command:
-        lines += ["```", cfg.command, "```", ""]
+    commands = [cfg.command] if cfg.command else [m["command"] for m in results.get("merged_from", []) if m["command"]]
+    if commands:
+        lines += ["```", *commands, "```", ""]
+    if results.get("merged_from"):
+        lines += ["Merged from " + "; ".join(f"`{m['source']}` (seed{'s' if len(m['seeds']) > 1 else ''} "
+                                             f"{', '.join(map(str, m['seeds']))})" for m in results["merged_from"])
+                  + " (`defectlab benchmark-merge`): the same configuration, seeds run apart.", ""]
     split = results["runs"][0]["split"] if results["runs"] else {}
     lines += [f"Data `{cfg.data or 'embedded'}` ({results['format']}), {cfg.shots} real defects per type for training, "
               f"seeds {', '.join(map(str, cfg.seeds))}, long side {cfg.size} px "
@@ -126,8 +140,10 @@ def results_markdown(cfg: BenchmarkConfig, results: dict) -> str:
                   "that spans 0 means: no evidence either way.", "", "![quality vs pixel AP](quality_vs_ap.png)", ""]
     else:
         lines += ["Needs at least three methods with quality scores.", ""]
-    lines += ["## Plots", "", "![PR curves](pr_curves.png)", "", "![detections](detections.png)", "",
-              f"Machine: {results['machine'].get('processor')}, {results['machine'].get('cpu_count')} CPUs, "
-              f"GPU {results['machine'].get('cuda')}; this invocation {results['wall_seconds']:.0f} s, "
+    if not results.get("merged_from"):  # a merge has no images to draw from: its sources keep their plots
+        lines += ["## Plots", "", "![PR curves](pr_curves.png)", "", "![detections](detections.png)", ""]
+    lines += [f"Machine: {results['machine'].get('processor')}, {results['machine'].get('cpu_count')} CPUs, "
+              f"GPU {results['machine'].get('cuda')}; "
+              f"{'the merged invocations' if results.get('merged_from') else 'this invocation'} {results['wall_seconds']:.0f} s, "
               f"training + testing {results['compute_seconds']:.0f} s in all.", ""]
     return "\n".join(lines)

@@ -1,0 +1,111 @@
+"""`defectlab benchmark-merge`: one table over seeds that ran apart (two processes, two machines), from their
+results.json files. The sources must share every setting but the seeds, and no seed may come twice."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..errors import DefectlabError
+from ..imageio import atomic_write_bytes
+from .config import BenchmarkConfig
+from .correlation import quality_correlations
+from .folder import write_json
+from .results import aggregate_quality, quality_records, results_markdown
+from .tables import summarize
+
+# config keys allowed to differ between the sources (the command names each source's own --out)
+_FREE_KEYS = ("seeds", "command", "grid_images")
+
+
+def merge_results(sources: list[str | Path], out: str | Path, overwrite: bool = False) -> dict:
+    """Merge finished benchmarks (folders holding results.json, or the JSON files) into `out`/results.json and
+    results.md: the runs of every seed, mean ± std over all of them. Returns the merged results."""
+    loaded = [(Path(src), _read(Path(src))) for src in sources]
+    if len(loaded) < 2:
+        raise DefectlabError("benchmark-merge: give at least two benchmark results to merge")
+    first_path, first = loaded[0]
+    seen: dict[int, Path] = {}
+    for path, res in loaded:
+        for key in sorted(set(first["config"]) | set(res["config"])):
+            if key not in _FREE_KEYS and first["config"].get(key) != res["config"].get(key):
+                raise DefectlabError(f"{path}: '{key}' is {res['config'].get(key)!r}, but {first_path} has "
+                                     f"{first['config'].get(key)!r}; only benchmarks that differ in their seeds merge")
+        for seed in res["config"]["seeds"]:
+            if seed in seen:
+                raise DefectlabError(f"{path}: seed {seed} is also in {seen[seed]}; a seed may come from one source only")
+            seen[seed] = path
+    seeds = sorted(seen)
+    cfg = BenchmarkConfig(**{**first["config"], "seeds": seeds, "command": None})
+    order = {name: i for i, name in enumerate(cfg.run_names())}
+    runs = sorted((r for _, res in loaded for r in res["runs"]), key=lambda r: (r["seed"], order.get(r["run"], len(order))))
+    records = sorted((q for path, res in loaded for q in _quality_records(path, res)), key=lambda q: q["seed"])
+    summary = summarize(runs)
+    quality = aggregate_quality(records)
+    results = {"config": {**first["config"], "seeds": seeds, "command": None}, "format": first["format"],
+               "machine": first["machine"], "versions": first["versions"],
+               "wall_seconds": round(sum(res["wall_seconds"] for _, res in loaded), 1),
+               "compute_seconds": round(sum(res["compute_seconds"] for _, res in loaded), 1),
+               "runs": runs, "summary": summary, "quality": quality, "quality_runs": records,
+               "correlation": quality_correlations(cfg, summary, quality),  # no folder: no per-image bootstrap
+               "merged_from": [{"source": str(path), "seeds": res["config"]["seeds"], "command": res["config"].get("command"),
+                                "machine": res["machine"], "versions": res["versions"],
+                                "wall_seconds": res["wall_seconds"]} for path, res in loaded]}
+    out = Path(out)
+    target = out / "results.json"
+    if target.exists() and not overwrite:
+        raise DefectlabError(f"{target}: already exists; pass --overwrite to replace it")
+    markdown = results_markdown(cfg, results).encode()  # before anything is written: all or nothing
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(target, results)
+    atomic_write_bytes(out / "results.md", markdown)
+    return results
+
+
+def _read(path: Path) -> dict:
+    file = path / "results.json" if path.is_dir() else path
+    if not file.is_file():
+        raise DefectlabError(f"{file}: not found; a source is a finished benchmark folder or its results.json")
+    try:
+        res = json.loads(file.read_text())
+    except json.JSONDecodeError as exc:
+        raise DefectlabError(f"{file}: not valid JSON ({exc})") from exc
+    for key in ("config", "runs", "quality", "format", "machine", "versions", "wall_seconds", "compute_seconds"):
+        if key not in res:
+            raise DefectlabError(f"{file}: missing '{key}'; is this a defectlab benchmark result?")
+    return res
+
+
+def _quality_records(path: Path, res: dict) -> list[dict]:
+    """The per-seed quality records: as results.json stores them; else (a result written before it did) from the
+    benchmark folder's quality files; else, for a one-seed result, its means (the mean of one value is the value)."""
+    if "quality_runs" in res:
+        return res["quality_runs"]
+    if path.is_dir():
+        return quality_records(BenchmarkConfig(**res["config"]), path)
+    if len(res["config"]["seeds"]) == 1:
+        seed = res["config"]["seeds"][0]
+        return [{"method": method, "seed": seed,
+                 **{k: v["mean"] if isinstance(v, dict) and "mean" in v else v for k, v in entry.items()}}
+                for method, entry in res["quality"].items()]
+    raise DefectlabError(f"{path}: results of {len(res['config']['seeds'])} seeds without per-seed quality "
+                         "records ('quality_runs'); give its benchmark folder instead, which keeps them")
+
+
+def add_merge_parser(subparsers) -> argparse.ArgumentParser:
+    """Register `defectlab benchmark-merge` on a CLI's subparsers."""
+    p = subparsers.add_parser("benchmark-merge", help="one table over benchmark seeds that ran apart",
+                              description=__doc__)
+    p.add_argument("sources", nargs="+", help="finished benchmark folders (or their results.json files)")
+    p.add_argument("--out", required=True, help="output folder for the merged results.json and results.md")
+    p.add_argument("--overwrite", action="store_true", help="replace a merged result already in --out")
+    p.set_defaults(handler=main)
+    return p
+
+
+def main(args: argparse.Namespace) -> int:
+    results = merge_results(args.sources, args.out, overwrite=args.overwrite)
+    out = Path(args.out)
+    print((out / "results.md").read_text())
+    print(f"wrote {out / 'results.json'}, {out / 'results.md'} (seeds {', '.join(map(str, results['config']['seeds']))})")
+    return 0
