@@ -3,7 +3,6 @@ results.json files. The sources must share every setting but the seeds, and no s
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from ..errors import DefectlabError
@@ -11,17 +10,19 @@ from ..imageio import atomic_write_bytes
 from .config import BenchmarkConfig
 from .correlation import quality_correlations
 from .folder import write_json
+from .report import load_results
 from .results import aggregate_quality, quality_records, results_markdown
 from .tables import summarize
 
 # config keys allowed to differ between the sources (the command names each source's own --out)
 _FREE_KEYS = ("seeds", "command", "grid_images")
+_REQUIRED = ("config", "runs", "quality", "format", "machine", "versions", "wall_seconds", "compute_seconds")
 
 
 def merge_results(sources: list[str | Path], out: str | Path, overwrite: bool = False) -> dict:
     """Merge finished benchmarks (folders holding results.json, or the JSON files) into `out`/results.json and
     results.md: the runs of every seed, mean ± std over all of them. Returns the merged results."""
-    loaded = [(Path(src), _read(Path(src))) for src in sources]
+    loaded = [(Path(src), load_results(src, _REQUIRED)) for src in sources]
     if len(loaded) < 2:
         raise DefectlabError("benchmark-merge: give at least two benchmark results to merge")
     first_path, first = loaded[0]
@@ -35,14 +36,14 @@ def merge_results(sources: list[str | Path], out: str | Path, overwrite: bool = 
             if seed in seen:
                 raise DefectlabError(f"{path}: seed {seed} is also in {seen[seed]}; a seed may come from one source only")
             seen[seed] = path
-    seeds = sorted(seen)
-    cfg = BenchmarkConfig(**{**first["config"], "seeds": seeds, "command": None})
+    config = {**first["config"], "seeds": sorted(seen), "command": None}
+    cfg = BenchmarkConfig(**config)
     order = {name: i for i, name in enumerate(cfg.run_names())}
     runs = sorted((r for _, res in loaded for r in res["runs"]), key=lambda r: (r["seed"], order.get(r["run"], len(order))))
     records = sorted((q for path, res in loaded for q in _quality_records(path, res)), key=lambda q: q["seed"])
     summary = summarize(runs)
     quality = aggregate_quality(records)
-    results = {"config": {**first["config"], "seeds": seeds, "command": None}, "format": first["format"],
+    results = {"config": config, "format": first["format"],
                "machine": first["machine"], "versions": first["versions"],
                "wall_seconds": round(sum(res["wall_seconds"] for _, res in loaded), 1),
                "compute_seconds": round(sum(res["compute_seconds"] for _, res in loaded), 1),
@@ -60,20 +61,6 @@ def merge_results(sources: list[str | Path], out: str | Path, overwrite: bool = 
     write_json(target, results)
     atomic_write_bytes(out / "results.md", markdown)
     return results
-
-
-def _read(path: Path) -> dict:
-    file = path / "results.json" if path.is_dir() else path
-    if not file.is_file():
-        raise DefectlabError(f"{file}: not found; a source is a finished benchmark folder or its results.json")
-    try:
-        res = json.loads(file.read_text())
-    except json.JSONDecodeError as exc:
-        raise DefectlabError(f"{file}: not valid JSON ({exc})") from exc
-    for key in ("config", "runs", "quality", "format", "machine", "versions", "wall_seconds", "compute_seconds"):
-        if key not in res:
-            raise DefectlabError(f"{file}: missing '{key}'; is this a defectlab benchmark result?")
-    return res
 
 
 def _quality_records(path: Path, res: dict) -> list[dict]:

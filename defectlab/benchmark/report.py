@@ -19,19 +19,21 @@ DETECTION = (("image_auroc", "image AUROC"), ("pixel_auroc", "pixel AUROC"), ("p
              ("iap", "IAP"), ("iap90", "IAP90"), ("aupro", "AUPRO"))
 
 
-def load_results(folder: str | Path) -> dict:
-    """The content of `<folder>/results.json`, checked for the fields the report needs."""
-    path = Path(folder) / "results.json"
+def load_results(source: str | Path, required: tuple[str, ...] = ("summary", "config", "runs")) -> dict:
+    """The content of `<source>/results.json` (or of `source`, a results.json file), checked for the fields the
+    caller needs (`required`; by default those the report needs)."""
+    source = Path(source)
+    path = source if source.is_file() else source / "results.json"
     if not path.is_file():
-        raise DefectlabError(f"{path}: not found; run `defectlab benchmark --out {folder}` first")
+        raise DefectlabError(f"{path}: not found; run `defectlab benchmark --out {source}` first")
     try:
         results = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise DefectlabError(f"{path}: not valid JSON ({exc})") from exc
-    for key in ("summary", "config", "runs"):
+    for key in required:
         if key not in results:
             raise DefectlabError(f"{path}: missing '{key}'; is this a defectlab benchmark result?")
-    results["folder"] = str(Path(folder))
+    results["folder"] = str(path.parent)
     return results
 
 
