@@ -39,9 +39,9 @@ def test_detector_steps_reaches_the_run_and_the_recorded_command(tmp_path, calls
         assert bench_cli.main(parse(tmp_path, "--detector-steps", "7")) == 0
         assert bench_cli.main(parse(tmp_path)) == 0
     assert not deprecations(record)
-    assert calls[0]["steps"] == 7 and calls[1]["steps"] == bench_cli.DETECTOR_STEPS == 400
+    assert calls[0]["steps"] == 7 and calls[1]["steps"] is None  # None: the detector's own default
     assert "--detector-steps 7" in calls[0]["command"] and " --steps" not in calls[0]["command"]
-    assert "--detector-steps 400" in calls[1]["command"]
+    assert "--detector-steps" not in calls[1]["command"]
 
 
 def test_old_steps_flag_still_works_and_warns(tmp_path, calls):
@@ -72,3 +72,14 @@ def test_the_warning_is_not_hidden_by_pythons_default_filters(tmp_path, calls):
         warnings.filterwarnings("ignore", category=DeprecationWarning)  # Python's default for library code
         assert bench_cli.main(parse(tmp_path, "--steps", "3")) == 0
     assert deprecations(record) and calls[-1]["steps"] == 3
+
+
+@pytest.mark.parametrize("text, seeds", [("0-4", [0, 1, 2, 3, 4]), ("0,2,5-7", [0, 2, 5, 6, 7]), ("3", [3])])
+def test_seeds_take_ranges(tmp_path, text, seeds):
+    assert parse(tmp_path, "--seeds", text).seeds == seeds
+
+
+def test_detector_and_real_share_reach_the_run_and_the_recorded_command(tmp_path, calls):
+    assert bench_cli.main(parse(tmp_path, "--detector", "supersimplenet", "--real-share", "0.25")) == 0
+    assert calls[-1]["detector_name"] == "supersimplenet" and calls[-1]["real_share"] == 0.25
+    assert "--detector supersimplenet --real-share 0.25" in calls[-1]["command"]

@@ -117,7 +117,7 @@ def test_letterbox_keeps_aspect_and_the_eval_frame_undoes_it():
 
 def test_destseg_trains_from_on_the_fly_synthesis(rng):
     """`synth=`: defects drawn through the SyntheticDefects stream, each knowing its clean good image."""
-    from defectlab.detect.destseg import draw_pool
+    from defectlab.detect.detector import draw_pool
 
     goods = _goods(4, rng)
 

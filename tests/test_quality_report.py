@@ -53,7 +53,7 @@ def test_bootstrap_interval_contains_point_and_is_seeded():
     out = correlation.bootstrap_rank_correlations(quality, det, [0, 1], {0: 5, 1: 5}, rng=np.random.default_rng(0),
                                                   resamples=50)[("kid", "pixel_ap")]
     assert out["spearman"] == pytest.approx(-1) and out["spearman_ci"] == pytest.approx([-1, -1])
-    assert out["n_methods"] == 4 and out["n_boot"] == 50
+    assert out["n_methods"] == 4 and out["n_boot"] == 50 and out["spearman_ci_widened"] is False
     # noisy detection values: the interval widens, a fixed seed repeats it, and the point values are scipy's
     noise = np.random.default_rng(3).normal(0, 1.0, (4, 2, 7))
     noise[0, :, :3] = 0.0  # ties in some resamples
@@ -67,6 +67,20 @@ def test_bootstrap_interval_contains_point_and_is_seeded():
     b = correlation.bootstrap_rank_correlations(*args, rng=np.random.default_rng(1), resamples=200)
     a, b = a[("kid", "pixel_ap")], b[("kid", "pixel_ap")]
     assert a == b and a["spearman_ci"][1] - a["spearman_ci"][0] > 0.5
+    for name in ("spearman", "kendall"):  # the interval holds the value reported beside it
+        assert a[f"{name}_ci"][0] <= a[name] <= a[f"{name}_ci"][1]
+    # a narrow central interval of a rank statistic can miss the point value: it is widened to hold it, and says so
+    # (here rho = -0.8 while most resamples give -0.6)
+    widened = 0
+    for seed in range(10):
+        c = correlation.bootstrap_rank_correlations(*args, rng=np.random.default_rng(seed), resamples=100,
+                                                    level=0.05)[("kid", "pixel_ap")]
+        for name in ("spearman", "kendall"):
+            lo, hi = c[f"{name}_ci"]
+            assert lo <= c[name] <= hi
+            assert not c[f"{name}_ci_widened"] or c[name] in (lo, hi)
+            widened += c[f"{name}_ci_widened"]
+    assert widened > 0
     q = [np.mean([quality["kid"][m][s] for s in (0, 1)]) for m in "abcd"]
     d = [np.mean([noisy(m, s, None)["pixel_ap"] for s in (0, 1)]) for m in "abcd"]
     assert a["spearman"] == pytest.approx(spearmanr(q, d).statistic)
@@ -159,4 +173,5 @@ def test_correlation_with_the_downstream_gain(tmp_path):
     expect = {m: summary[f"{m}+fewshot"]["pixel_ap"]["mean"] - summary["fewshot"]["pixel_ap"]["mean"] for m in methods}
     rho, _, _ = correlation.rank_correlation({m: float(k) for k, m in enumerate(methods)}, expect)
     assert gain["spearman"] == pytest.approx(rho) and gain["bootstrap"] == "seeds and test images"
-    assert len(gain["spearman_ci"]) == 2
+    # three methods: a point value, but no interval or p offered as evidence
+    assert gain["spearman_ci"] is None and gain["spearman_p"] is None and gain["verdict"] == "too few to say"

@@ -57,10 +57,12 @@ def validate_config(cfg: BenchmarkConfig):
     check_side("--size", cfg.size)
     check_int("--shots", cfg.shots, low=0)
     check_int("--quality-images", cfg.quality_images, low=2)
-    if cfg.steps < 1 or cfg.n_synthetic < 1:
+    if (cfg.steps is not None and cfg.steps < 1) or cfg.n_synthetic < 1:
         raise DefectlabError(f"--detector-steps and --n-synthetic must be >= 1, got {cfg.steps}, {cfg.n_synthetic}")
     if cfg.detector_name not in DETECTORS:
         raise DefectlabError(f"--detector must be one of {', '.join(DETECTORS)}, got {cfg.detector_name!r}")
+    if cfg.real_share is not None and not (isinstance(cfg.real_share, (int, float)) and 0 <= cfg.real_share <= 1):
+        raise DefectlabError(f"--real-share must lie in [0, 1], got {cfg.real_share}")
     make_detector(cfg)  # unknown detector parameters -> DefectlabError
     n_embedded = sum(cfg.embedded.values()) if cfg.format == "embedded" else 0
     _check_memory(cfg, n_embedded, 3)  # before the embedded set is built at --size

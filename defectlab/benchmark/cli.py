@@ -11,7 +11,7 @@ from ..errors import DefectlabError
 from .config import DETECTORS
 from .protocol import run_benchmark
 
-DETECTOR_STEPS = 400  # default of --detector-steps (run_benchmark's `steps`)
+DETECTOR_STEPS = None  # default of --detector-steps (run_benchmark's `steps`): each detector's own
 
 
 def _csv(kind):
@@ -22,6 +22,20 @@ def _csv(kind):
         except ValueError as exc:
             raise argparse.ArgumentTypeError(f"expected a comma-separated list of {kind.__name__}: {text!r}") from exc
     return parse
+
+
+def _seed_list(text: str) -> list[int]:
+    """--seeds: comma-separated seeds and inclusive ranges, e.g. "0-4" or "0,2,5-7"."""
+    seeds = []
+    for part in (t.strip() for t in text.split(",")):
+        if not part:
+            continue
+        lo, dash, hi = part.partition("-")
+        try:
+            seeds += list(range(int(lo), int(hi) + 1)) if dash and lo else [int(part)]
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"expected seeds such as 0,1,2 or 0-4, got {text!r}") from exc
+    return seeds
 
 
 def _at_least(low: int):
@@ -44,17 +58,23 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--category", required=True, help="category to benchmark (magnetic_tile for Magnetic Tile)")
     p.add_argument("--methods", type=_csv(str), default=[], help="comma-separated synthesis methods")
     p.add_argument("--shots", type=_at_least(0), default=10, help="real defects per type for training (default 10)")
-    p.add_argument("--seeds", type=_csv(int), default=[0, 1, 2], help="comma-separated seeds (default 0,1,2)")
+    p.add_argument("--seeds", type=_seed_list, default=[0, 1, 2],
+                   help="seeds, comma-separated or as a range (default 0,1,2; claims about methods want >= 5: 0-4)")
     p.add_argument("--size", type=int, default=256,
                    help="long side of every image; the aspect is kept and the rest zero-padded (default 256)")
     p.add_argument("--squash", action="store_true", help="squash every image to a size x size square instead")
-    p.add_argument("--detector", choices=DETECTORS, default="destseg",
-                   help="destseg: DeSTSeg-style, pretrained EfficientNet-Lite0 teacher (default); unet: compact U-Net from scratch")
+    p.add_argument("--detector", default="destseg",
+                   help=f"one of {', '.join(DETECTORS)}: destseg, DeSTSeg-style on a pretrained EfficientNet-Lite0 teacher "
+                        "(default); supersimplenet, SuperSimpleNet on the same frozen features; unet, compact U-Net from scratch")
+    p.add_argument("--real-share", type=float, metavar="X",
+                   help="in <method>+fewshot runs, the share of defective training draws taken from the real defects "
+                        "(0..1; default: the detector's own, recorded in results)")
     p.add_argument("--no-patchcore", action="store_true", help="leave out the unsupervised PatchCore row")
     p.add_argument("--diad", action="store_true",
                    help="add the unsupervised DiAD row (guided latent-diffusion reconstruction; trains minutes on a CPU)")
     p.add_argument("--detector-steps", type=_at_least(1), metavar="N",
-                   help=f"detector training steps per run (destseg: per stage; default {DETECTOR_STEPS}); a synthesis "
+                   help="detector training steps per run (destseg: per stage; default: the detector's own, destseg 400, "
+                        "supersimplenet see SuperSimpleNetParams.steps); a synthesis "
                         "method's own steps are --method-param METHOD.steps=N")
     p.add_argument("--steps", type=_at_least(1), metavar="N", help="deprecated: the old name of --detector-steps")
     p.add_argument("--n-synthetic", type=_at_least(1), default=200, help="synthetic defects per method and seed (default 200)")
@@ -133,6 +153,7 @@ def command_line(args: argparse.Namespace) -> str:
                         ("--methods", ",".join(args.methods)), ("--shots", args.shots),
                         ("--seeds", ",".join(map(str, args.seeds))), ("--size", args.size),
                         ("--detector", args.detector), ("--detector-steps", _steps_value(args)),
+                        ("--real-share", getattr(args, "real_share", None)),
                         ("--n-synthetic", args.n_synthetic), ("--quality", args.quality),
                         ("--quality-images", args.quality_images), ("--threads", args.threads),
                         ("--embedded-counts", ",".join(map(str, args.embedded_counts or [])) or None),
@@ -182,7 +203,7 @@ def main(args: argparse.Namespace) -> int:
     steps = _detector_steps(args)
     results = run_benchmark(args.data, args.category, args.methods, args.out, format=args.format, shots=args.shots,
                             seeds=args.seeds, size=args.size, steps=steps, n_synthetic=args.n_synthetic,
-                            detector_name=args.detector, keep_aspect=not args.squash, patchcore=not args.no_patchcore,
+                            detector_name=args.detector, real_share=args.real_share, keep_aspect=not args.squash, patchcore=not args.no_patchcore,
                             diad=args.diad, quality=args.quality, quality_images=args.quality_images, overwrite=args.overwrite, embedded=_embedded_counts(args),
                             threads=args.threads, method_params=_method_params(args),
                             command=command_line(args), transfer_from=args.transfer_from,

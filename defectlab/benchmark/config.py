@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 FEWSHOT = "fewshot"
 PATCHCORE = "patchcore"
 DIAD = "diad"
-DETECTORS = ("destseg", "unet")
+from ..detect.registry import SUPERVISED as DETECTORS  # noqa: E402 - the supervised detectors by name
 # config keys that must match for an interrupted benchmark to resume (methods and seeds may grow)
 _RESUME_KEYS = ("data", "format", "category", "shots", "size", "steps", "n_synthetic", "detector", "embedded",
-                "detector_name", "keep_aspect", "patchcore", "transfer_from", "transfer_types")
+                "detector_name", "keep_aspect", "patchcore", "transfer_from", "transfer_types", "real_share")
 # parameters of a method's transferred runs over its own (a user's --method-param wins): copy-paste blends
 # in the gradient domain, so a defect from another surface takes this one's brightness and colour
 TRANSFER_PARAMS = {"copypaste": {"blend": "poisson"}}
@@ -24,12 +24,13 @@ class BenchmarkConfig:
     shots: int = 10  # real defects per type for training; AnomalyDiffusion (Hu et al. 2024) uses 1/3 of each type
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     size: int = 256  # long side of every image (aspect kept, zero-padded to a square canvas)
-    steps: int = 400  # detector optimiser steps per run (destseg: per stage, student and head)
+    steps: int | None = None  # detector optimiser steps per run (destseg: per stage); None: the detector's own default
     n_synthetic: int = 200  # synthetic defects per method and seed
     quality: str = "all"  # KID / FID of each method's defects vs the held-out real ones: for "all" seeds, the "first", "none"
     quality_images: int = 100  # at most this many real and synthetic images per KID / FID (Inception on a CPU is slow)
     detector: dict = field(default_factory=dict)  # parameter overrides of the detector (DeSTSegParams / DetectorParams)
-    detector_name: str = "destseg"  # destseg (pretrained teacher) | unet (from scratch)
+    detector_name: str = "destseg"  # destseg | supersimplenet (pretrained features) | unet (from scratch)
+    real_share: float | None = None  # share of a `+fewshot` run's defective draws taken from the real ones (None: the detector's default)
     keep_aspect: bool = True  # False: squash every image to the square (the protocol before the letterbox)
     patchcore: bool = True  # the unsupervised PatchCore row
     diad: bool = False  # the unsupervised DiAD reconstruction row (off by default: it trains a diffusion model)

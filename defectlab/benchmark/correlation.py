@@ -25,8 +25,14 @@ def quality_correlations(cfg: BenchmarkConfig, summary: dict, quality: dict, out
 
     With `out` (a benchmark folder): a bootstrap 95 % interval over seeds and test images
     (`metrics.correlation.bootstrap_rank_correlations`, from the per-image statistics of each run; seeds only when
-    those are missing), and `quality_vs_ap.png`, one scatter panel per quality metric."""
-    from ..metrics.correlation import rank_correlation
+    those are missing), and `quality_vs_ap.png`, one scatter panel per quality metric.
+
+    Each row also carries `spearman_p` / `kendall_p`, the exact two-sided permutation p over the methods (is this
+    ranking chance?), and `spearman_p_holm`, Holm-corrected across all rows of the table (many quality x detection
+    pairs are scanned at once). Below `MIN_METHODS` (4) methods a row says `"verdict": "too few to say"` and has
+    no p or interval (3 methods: the smallest attainable p is 1/3)."""
+    from ..metrics.correlation import MIN_METHODS, TOO_FEW, permutation_p, rank_correlation
+    from ..metrics.paired import holm
 
     rows = []
     methods = [m for m in cfg.methods if m in summary and m in quality]
@@ -43,15 +49,29 @@ def quality_correlations(cfg: BenchmarkConfig, summary: dict, quality: dict, out
                 continue
             rho, tau, n = rank_correlation(qv, dv)
             row = {"quality": qk, "label": _quality_label(quality, methods, qk, label), "detection": dk,
-                   "n_methods": n, "spearman": rho, "kendall": tau}
+                   "n_methods": n, "spearman": rho, "kendall": tau, "spearman_p": None, "kendall_p": None}
+            if n >= MIN_METHODS:
+                prng = np.random.default_rng([n, 29])  # used beyond 8 methods only (Monte-Carlo)
+                row["spearman_p"] = _none_if_nan(permutation_p(qv, dv, "spearman", rng=prng))
+                row["kendall_p"] = _none_if_nan(permutation_p(qv, dv, "kendall", rng=prng))
+            else:
+                row["verdict"] = TOO_FEW
             rows.append(row)
+    for row, p in zip(rows, holm([r["spearman_p"] for r in rows])):
+        row["spearman_p_holm"] = p
     if per_seed is not None and rows:
         boot = _bootstrap(per_seed, methods, sorted({r["quality"] for r in rows}))
         for row in rows:
             row.update(boot.get((row["quality"], row["detection"]), {}))
+            if row["n_methods"] < MIN_METHODS:  # no interval reported as evidence
+                row.update(spearman_ci=None, kendall_ci=None)
     if out is not None:
         _scatter(out, methods, summary, quality)
     return rows
+
+
+def _none_if_nan(value: float):
+    return None if value is None or not np.isfinite(value) else float(value)
 
 
 def _quality_label(quality: dict, methods: list, key: str, label: str) -> str:
@@ -128,6 +148,7 @@ def _bootstrap(per_seed: dict, methods: list, keys: list) -> dict:
                                        rng=np.random.default_rng([len(seeds), len(methods), 17]))
     how = "seeds and test images" if by_image else "seeds only"
     return {pair: {"spearman_ci": r["spearman_ci"], "kendall_ci": r["kendall_ci"], "n_boot": r["n_boot"],
+                   "spearman_ci_widened": r["spearman_ci_widened"], "kendall_ci_widened": r["kendall_ci_widened"],
                    "bootstrap": how, "n_seeds": len(seeds)} for pair, r in boot.items()}
 
 

@@ -32,11 +32,10 @@ def _grid_indices(prepared, n: int) -> list[int]:
 
 
 def make_detector(cfg: BenchmarkConfig):
-    from ..detect import DeSTSegDetector, SegmentationDetector
+    from ..detect import create_detector
 
-    if cfg.detector_name == "destseg":
-        return DeSTSegDetector(**{"student_steps": cfg.steps, "seg_steps": cfg.steps, **cfg.detector})
-    return SegmentationDetector(**{"steps": cfg.steps, **cfg.detector})
+    mix = {} if cfg.real_share is None else {"real_share": cfg.real_share}
+    return create_detector(cfg.detector_name, cfg.steps, **{**mix, **cfg.detector})
 
 
 def fit_detector(run: str, seed: int, cfg: BenchmarkConfig, prepared, defects, show_progress: bool):
@@ -52,12 +51,11 @@ def fit_detector(run: str, seed: int, cfg: BenchmarkConfig, prepared, defects, s
 def fewshot_detector(seed: int, cfg: BenchmarkConfig, prepared, out: Path, show_progress: bool):
     """The seed's `fewshot` detector (trained on the real support defects only), for TRTS: the one saved by
     its run, else trained again exactly as that run trained it (same generators: same network) and saved."""
-    from ..detect import DeSTSegDetector, SegmentationDetector
+    from ..detect import detector_class
 
     path = detector_file(out, seed)
     if path.is_file():
-        cls = DeSTSegDetector if cfg.detector_name == "destseg" else SegmentationDetector
-        return cls.load(path)
+        return detector_class(cfg.detector_name).load(path)
     det = fit_detector(FEWSHOT, seed, cfg, prepared, prepared.support, show_progress)
     det.save(path)
     return det
@@ -73,6 +71,7 @@ def train_and_test(run: str, seed: int, cfg: BenchmarkConfig, prepared, defects,
     maps, scores = det.predict(prepared.test_images)
     extra = {"train_defects": len(defects), "loss_first": float(np.mean(det.losses[:10])),
              "loss_last": float(np.mean(det.losses[-10:])), "device": det.device, "detector": cfg.detector_name,
+             "real_share": getattr(det.params, "real_share", None),
              **(record or {})}
     return _test_and_record(run, seed, cfg, prepared, prepared.eval_maps(maps), scores, det.params.top_k, t1 - t0,
                             time.time() - t1, extra, out)

@@ -11,7 +11,7 @@ from .config import BenchmarkConfig
 from .correlation import quality_correlations
 from .folder import write_json
 from .report import load_results
-from .results import aggregate_quality, quality_records, results_markdown
+from .results import aggregate_quality, paired_statistics, quality_records, results_markdown
 from .tables import summarize
 
 # config keys allowed to differ between the sources (the command names each source's own --out)
@@ -49,6 +49,7 @@ def merge_results(sources: list[str | Path], out: str | Path, overwrite: bool = 
                "compute_seconds": round(sum(res["compute_seconds"] for _, res in loaded), 1),
                "runs": runs, "summary": summary, "quality": quality, "quality_runs": records,
                "correlation": quality_correlations(cfg, summary, quality),  # no folder: no per-image bootstrap
+               **paired_statistics(cfg, runs),
                "merged_from": [{"source": str(path), "seeds": res["config"]["seeds"], "command": res["config"].get("command"),
                                 "machine": res["machine"], "versions": res["versions"],
                                 "wall_seconds": res["wall_seconds"]} for path, res in loaded]}

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import math
 import platform
 from pathlib import Path
 
 import numpy as np
 
-from .config import FEWSHOT, BenchmarkConfig, base_method, scores_itself
+from ..metrics.correlation import MIN_METHODS, TOO_FEW
+from ..metrics.paired import EXACT_MAX_SEEDS, min_attainable_p, seeds_needed
+from .config import DIAD, FEWSHOT, PATCHCORE, BenchmarkConfig, base_method, scores_itself
 from .correlation import BOOTSTRAP_RESAMPLES
 from .folder import quality_file, run_file
 from .quality import LPIPS_SIZE
@@ -60,6 +63,80 @@ def aggregate_quality(records: list[dict]) -> dict:
     return quality
 
 
+PAIRED_TABLE_METRICS = (("pixel_ap", "pixel AP"), ("iap", "IAP"), ("iap90", "IAP90"))
+PAIRED_RESAMPLES = 10000
+
+
+def paired_statistics(cfg: BenchmarkConfig, runs: list[dict]) -> dict:
+    """results.json's `paired` ({detector: {run: {metric: difference to `fewshot`, interval, p, Holm p, verdict}}},
+    `metrics.paired.paired_table`) and `detector_agreement`, from the run records. The rng depends on the
+    configuration only (the number of seeds), and the runs are taken in `cfg.run_names()` order, so a merge of
+    seeds run apart gives the numbers of one run over all of them."""
+    from ..metrics.paired import detector_agreement, paired_table
+
+    order = {name: i for i, name in enumerate(cfg.run_names())}
+    per_seed: dict = {}
+    for r in sorted(runs, key=lambda r: (order.get(r["run"], len(order)), r["run"], r["seed"])):
+        if r["run"] not in (PATCHCORE, DIAD):  # no defects, another model: not paired with `fewshot`, not in Holm's family
+            per_seed.setdefault(r["run"], {})[r["seed"]] = r["metrics"]
+    paired = {cfg.detector_name: paired_table(per_seed, FEWSHOT, rng=np.random.default_rng([len(cfg.seeds), 23]),
+                                              resamples=PAIRED_RESAMPLES)}
+    return {"paired": paired, "detector_agreement": detector_agreement(paired)}
+
+
+def _detector_steps(cfg: BenchmarkConfig):
+    """The steps the runs trained for: a detector parameter override, the configured budget, else its default."""
+    from .detector_runs import make_detector
+
+    det = make_detector(cfg)
+    return getattr(det.params, det.STEP_FIELDS[0])
+
+
+def fmt_p(p) -> str:
+    """Three significant digits: 2/32 shows as 0.0625, the smallest p of 5 seeds, not rounded to 0.062."""
+    return f"{p:.3g}" if isinstance(p, float) and np.isfinite(p) else "–"
+
+
+def paired_section(results: dict) -> list[str]:
+    """results.md lines: each run's difference to `fewshot` per seed (pixel AP, IAP, IAP90), for every detector."""
+    tables = {d: t for d, t in (results.get("paired") or {}).items() if t}
+    if not tables:
+        return []
+    lines = [f"## Paired difference to `{FEWSHOT}`", ""]
+    n_seeds, n_runs = 0, max(len(t) for t in tables.values())
+    for detector, table in tables.items():
+        if len(tables) > 1:
+            lines += [f"Detector `{detector}`:", ""]
+        lines += ["| run | metric | Δ mean | 95 % interval | p | p (Holm) | verdict |",
+                  "|---|---|---|---|---|---|---|"]
+        for run, row in table.items():
+            for key, title in PAIRED_TABLE_METRICS:
+                c = row.get(key)
+                if not c:
+                    continue
+                n_seeds = max(n_seeds, c["n_seeds"])
+                lines.append(f"| `{run}` | {title} | {fmt_num(c['mean'], 3)} | {fmt_interval(c['ci'], 3)} | "
+                             f"{fmt_p(c['p'])} | {fmt_p(c['p_holm'])} | {c['verdict']} |")
+        lines.append("")
+    agreement = results.get("detector_agreement") or {}
+    if agreement.get("n_detectors", 0) >= 2:
+        lines += ["Detectors agree? Kendall τ of the runs' pixel AP differences: " + "; ".join(
+            f"{pair} {fmt_num(v['tau'])} ({v['n_runs']} runs)" for pair, v in agreement["kendall_tau"].items())
+            + "; verdicts differ for " + (", ".join(f"`{r}`" for r in agreement["disagree"]) or "no run") + ".", ""]
+    flips = (f"all 2^{n_seeds} sign vectors" if n_seeds <= EXACT_MAX_SEEDS
+             else f"Monte-Carlo, {PAIRED_RESAMPLES} random sign vectors")
+    needed = seeds_needed(n_runs)
+    lines += [f"Δ: the run's metric minus `{FEWSHOT}`'s on the same seed (same split and initialisation), averaged "
+              f"over {n_seeds} seed(s); interval: percentile bootstrap over seeds ({PAIRED_RESAMPLES} resamples, "
+              "widened to contain Δ where it missed); p: two-sided sign-flip permutation test of the mean "
+              f"difference ({flips}); p (Holm): Holm-corrected per metric across the runs of the table. "
+              f"With {n_seeds} seed(s) the smallest attainable p is 2/2^{n_seeds} = {min_attainable_p(n_seeds):.3g}; "
+              f"Holm over {n_runs} runs multiplies the smallest p by {n_runs}, so \"helps\" / \"hurts\" "
+              f"(Holm p < 0.05, interval excluding 0) needs at least {needed} seeds"
+              f"{': out of reach here, whatever the data' if n_seeds < needed else ''}.", ""]
+    return lines
+
+
 def results_markdown(cfg: BenchmarkConfig, results: dict) -> str:
     s = results["summary"]
     lines = [f"# Downstream detection: `{cfg.category}`", ""]
@@ -74,7 +151,7 @@ def results_markdown(cfg: BenchmarkConfig, results: dict) -> str:
     lines += [f"Data `{cfg.data or 'embedded'}` ({results['format']}), {cfg.shots} real defects per type for training, "
               f"seeds {', '.join(map(str, cfg.seeds))}, long side {cfg.size} px "
               f"({'aspect kept, zero-padded' if cfg.keep_aspect else 'squashed to a square'}), detector `{cfg.detector_name}` "
-              f"({cfg.steps} steps{' per stage' if cfg.detector_name == 'destseg' else ''}), "
+              f"({_detector_steps(cfg)} steps{' per stage' if cfg.detector_name == 'destseg' else ''}), "
               f"{cfg.n_synthetic} synthetic defects per method. Test set (seed {cfg.seeds[0]}): "
               f"{split.get('heldout', '?')} held-out real defects + {split.get('good_test', '?')} good images; "
               f"training: {split.get('good_train', '?')} good images.", "",
@@ -123,13 +200,16 @@ def results_markdown(cfg: BenchmarkConfig, results: dict) -> str:
                   "= synthetic / real; ⚠ = synthetic defects less than half as visible as the real ones. TRTS: a "
                   "detector trained on the real support defects only, scored on the synthetic masks (empty when not "
                   "run).", ""]
+    lines += paired_section(results)
     lines += ["## Quality vs detection: rank correlation over methods", ""]
     if results["correlation"]:
-        lines += ["| quality | detection | Spearman ρ | 95 % interval | Kendall τ | 95 % interval |",
-                  "|---|---|---|---|---|---|"]
+        lines += ["| quality | detection | Spearman ρ | 95 % interval | Kendall τ | 95 % interval | p (perm.) | p (Holm) |",
+                  "|---|---|---|---|---|---|---|---|"]
         for c in results["correlation"]:
+            few = c.get("verdict") == TOO_FEW
             lines.append(f"| {c.get('label', c['quality'])} | {c['detection']} | {fmt_num(c['spearman'])} | "
-                         f"{fmt_interval(c.get('spearman_ci'))} | {fmt_num(c['kendall'])} | {fmt_interval(c.get('kendall_ci'))} |")
+                         f"{fmt_interval(c.get('spearman_ci'))} | {fmt_num(c['kendall'])} | {fmt_interval(c.get('kendall_ci'))} | "
+                         f"{TOO_FEW if few else fmt_p(c.get('spearman_p'))} | {TOO_FEW if few else fmt_p(c.get('spearman_p_holm'))} |")
         first = results["correlation"][0]
         how = (f"bootstrap over {first.get('bootstrap')} ({first.get('n_boot')} finite of {BOOTSTRAP_RESAMPLES} "
                f"resamples, {first.get('n_seeds')} seed(s); pixel AP / IAP of a resample from 1000-bin histograms)"
@@ -137,7 +217,11 @@ def results_markdown(cfg: BenchmarkConfig, results: dict) -> str:
         lines += ["", f"Over the {first['n_methods']} `method`-alone runs; {how}. Lower KID / FID / domain distance "
                   "is better, so a quality metric that predicts usefulness correlates *negatively* with AP; "
                   "IC-LPIPS (diversity) and IS would correlate positively. With a handful of methods an interval "
-                  "that spans 0 means: no evidence either way.", "", "![quality vs pixel AP](quality_vs_ap.png)", ""]
+                  "that spans 0 means: no evidence either way. p (perm.): exact two-sided permutation p of Spearman ρ "
+                  f"over all M! orderings of the methods' detection values (smallest attainable: 2/M! = "
+                  f"{2 / math.factorial(first['n_methods']):.3g} for M = {first['n_methods']}); p (Holm): "
+                  f"Holm-corrected across the rows of this table. Fewer than {MIN_METHODS} methods: "
+                  f"\"{TOO_FEW}\".", "", "![quality vs pixel AP](quality_vs_ap.png)", ""]
     else:
         lines += ["Needs at least three methods with quality scores.", ""]
     if not results.get("merged_from"):  # a merge has no images to draw from: its sources keep their plots

@@ -120,11 +120,11 @@ def by_type_table(cfg: BenchmarkConfig, runs: list[dict], metric: str = "pixel_a
     return "\n".join(lines)
 
 
-def fmt_num(v) -> str:
-    return f"{v:+.2f}" if isinstance(v, float) and np.isfinite(v) else "–"
+def fmt_num(v, digits: int = 2) -> str:
+    return f"{v:+.{digits}f}" if isinstance(v, float) and np.isfinite(v) else "–"
 
 
-def fmt_interval(ci) -> str:
+def fmt_interval(ci, digits: int = 2) -> str:
     if not ci or any(v is None or not np.isfinite(v) for v in ci):
         return "–"
-    return f"[{ci[0]:+.2f}, {ci[1]:+.2f}]"
+    return f"[{ci[0]:+.{digits}f}, {ci[1]:+.{digits}f}]"

@@ -30,7 +30,8 @@ from ..errors import DefectlabError
 from ..metrics.detection import image_scores
 from ..progress import progress, tqdm
 from ..sample import Sample, as_image, as_mask, torch_generator
-from .detector import match_channels, read_state, torch_threads, write_state
+from .detector import match_channels, read_state, same_size, torch_threads, training_inputs, write_state
+from .mix import check_real_share, defect_chooser
 
 
 @dataclass
@@ -45,6 +46,7 @@ class DeSTSegParams:
     crop: int = 96  # ours: training crop side (multiple of 16)
     lr: float = 1e-3  # Adam (ours; DeSTSeg code: SGD, lr 0.4 student / 0.01 head, for far more steps)
     defect_fraction: float = 0.5  # DRAEM / DeSTSeg: half of the training images carry a defect
+    real_share: float | None = None  # ours: share of defective draws from the real defects when both kinds are given (detect.mix)
     focal_gamma: float = 4.0  # DeSTSeg code: focal loss with gamma 4
     l1_weight: float = 1.0  # DeSTSeg Eq. 6: focal + L1 on the segmentation output
     synth_pool: int = 200  # with an on-the-fly `synth`, defects drawn up front (teacher features are cached)
@@ -209,6 +211,7 @@ class DeSTSegDetector:
     Same interface as `SegmentationDetector`."""
 
     name = "destseg"
+    STEP_FIELDS = ("student_steps", "seg_steps")
 
     def __init__(self, params: DeSTSegParams | None = None, **overrides):
         self.params = params or DeSTSegParams()
@@ -221,6 +224,7 @@ class DeSTSegDetector:
         p = self.params
         if min(p.student_steps, p.seg_steps, p.batch_size) < 1 or p.crop < 16 or p.crop % 16:
             raise DefectlabError("destseg: student_steps, seg_steps and batch_size must be >= 1 and crop a multiple of 16")
+        check_real_share(p.real_share, "destseg")
         self.student = self.head = None
         self.channels: int | None = None
         self.losses: list[float] = []  # student losses, then segmentation losses
@@ -244,31 +248,20 @@ class DeSTSegDetector:
         `meta["good_index"]`, the index in `goods` of their clean image). `synth`: a synthesis method
         drawn `synth_pool` times up front. `init_rng`: the networks' initialisation (default: from `rng`);
         give runs that should be paired the same one."""
-        if rng is None:
-            raise DefectlabError("fit needs an explicit numpy Generator `rng`")
-        if not goods:
-            raise DefectlabError("fit: no good images")
-        if not defects and synth is None:
-            raise DefectlabError("fit: give pre-made `defects`, a `synth` method, or both")
-        if foregrounds is not None and len(foregrounds) != len(goods):
-            raise DefectlabError(f"fit: {len(foregrounds)} foregrounds for {len(goods)} good images")
-        goods = [as_image(g, f"goods[{i}]") for i, g in enumerate(goods)]
+        goods, defects, _, _ = training_inputs(goods, defects, rng, foregrounds, synth, self.params.synth_pool)
         self.channels = goods[0].shape[2]
-        shape = goods[0].shape[:2]
-        goods = [match_channels(_sized(g, shape, f"goods[{i}]"), self.channels) for i, g in enumerate(goods)]
-        defects = list(defects)
-        if synth is not None:
-            defects += draw_pool(synth, goods, foregrounds, rng, self.params.synth_pool)
         with torch_threads(self.params.num_threads):
-            items_good, items_defect = self._items(goods, defects, shape)
+            items_good, items_defect = self._items(goods, defects, goods[0].shape[:2])
             self._train(rng, init_rng or rng, items_good, items_defect, show_progress, desc)
         return self
 
     def _items(self, goods, defects, shape):
+        """Training items with their teacher features; sets the defect draw of the training mix (`detect.mix`)."""
+        self._choose = defect_chooser(defects, self.params.real_share)
         teacher = self._teacher()
         good_feats = teacher(goods)
         items_good = [_Item(g, np.zeros(shape, bool), f, f, True) for g, f in zip(goods, good_feats)]
-        images = [match_channels(_sized(as_image(s.image), shape, f"defects[{i}]"), self.channels) for i, s in enumerate(defects)]
+        images = [match_channels(same_size(as_image(s.image), shape, f"defects[{i}]"), self.channels) for i, s in enumerate(defects)]
         masks = [as_mask(s.mask, shape, f"defects[{i}] mask") for i, s in enumerate(defects)]
         items_defect = []
         for s, im, m, f in zip(defects, images, masks, teacher(images)):
@@ -319,7 +312,7 @@ class DeSTSegDetector:
         xs, ys, teach, targ, weights = [], [], [], [], []
         for _ in range(p.batch_size):
             defective = items_defect and rng.random() < p.defect_fraction
-            item = items_defect[rng.integers(len(items_defect))] if defective else items_good[rng.integers(len(items_good))]
+            item = items_defect[self._choose(rng)] if defective else items_good[rng.integers(len(items_good))]
             top, left = _crop_origin(item.mask, (h, w), (ch, cw), rng)
             xs.append(item.image[top:top + ch, left:left + cw])
             ys.append(item.mask[top:top + ch, left:left + cw])
@@ -454,24 +447,3 @@ def _crop_origin(mask: np.ndarray, shape, crop, rng) -> tuple[int, int]:
 
 def _crop_feature(feature, top: int, left: int, ch: int, cw: int, stride: int):
     return feature[:, top // stride:(top + ch) // stride, left // stride:(left + cw) // stride]
-
-
-def _sized(image: np.ndarray, shape, what: str) -> np.ndarray:
-    if image.shape[:2] != tuple(shape):
-        raise DefectlabError(f"{what}: size {image.shape[:2]} differs from the first good image's {tuple(shape)}; "
-                             "resize every image to one size first")
-    return image
-
-
-def draw_pool(synth, goods, foregrounds, rng, n: int) -> list[Sample]:
-    """`n` defects drawn through `defectlab.data.SyntheticDefects` (the same stream any torch training
-    loop gets), each remembering its good image (the student's clean target)."""
-    from ..data.synthetic import SyntheticDefects
-
-    data = SyntheticDefects(list(goods), [synth], p_good=0.0, seed=int(rng.integers(2**63 - 1)), length=n,
-                            channels=goods[0].shape[2], foregrounds=foregrounds)
-    pool = []
-    for i in range(n):
-        image, mask, _, meta = data.item(i, good=None)
-        pool.append(Sample(image.numpy().transpose(1, 2, 0), mask.numpy() > 0.5, {"good_index": int(meta["good"])}))
-    return pool

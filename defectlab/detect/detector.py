@@ -18,6 +18,7 @@ from ..errors import DefectlabError
 from ..metrics.detection import image_scores
 from ..progress import progress, tqdm
 from ..sample import Sample, as_image, as_mask, torch_generator
+from .mix import check_real_share, is_real
 from .unet import CompactUNet
 
 
@@ -30,6 +31,7 @@ class DetectorParams:
     lr: float = 1e-3  # Adam default (Kingma & Ba 2015, Alg. 1); DRAEM's 1e-4 needs its much longer schedule
     defect_fraction: float = 0.5  # DRAEM: half of the training images carry a simulated anomaly (Sec. 3.3)
     synth_share: float = 0.5  # with both a pool and an on-the-fly method, share of defects made on the fly (ours)
+    real_share: float | None = None  # ours: share of pool draws from the real defects when both kinds are given (detect.mix)
     focal_gamma: float = 2.0  # focal loss, Lin et al. 2017, Eq. 5; DRAEM Sec. 3.2 trains its segmentation with it
     focal_alpha: float = -1.0  # no class weighting (-1 in torchvision); the focal term already down-weights easy pixels
     top_k: int = 100  # image score = mean of the top-k pixels, as defectlab.metrics.detection.evaluate
@@ -66,6 +68,9 @@ def match_channels(image: np.ndarray, channels: int) -> np.ndarray:
 class SegmentationDetector:
     """`fit(goods, defects, rng, synth=...)` then `predict(images)` -> (maps in [0, 1], scores)."""
 
+    name = "unet"
+    STEP_FIELDS = ("steps",)
+
     def __init__(self, params: DetectorParams | None = None, **overrides):
         self.params = params or DetectorParams()
         if overrides:
@@ -77,6 +82,7 @@ class SegmentationDetector:
             raise DefectlabError(f"detector steps and batch_size must be >= 1, got {self.params.steps}, {self.params.batch_size}")
         if self.params.loader_workers < 0:
             raise DefectlabError(f"detector loader_workers must be >= 0, got {self.params.loader_workers}")
+        check_real_share(self.params.real_share, "unet")
         self.net = None
         self.channels: int | None = None
         self.losses: list[float] = []
@@ -108,10 +114,11 @@ class SegmentationDetector:
         goods = [as_image(g, f"goods[{i}]") for i, g in enumerate(goods)]
         self.channels = goods[0].shape[2]
         shape = goods[0].shape[:2]
-        good_arr = np.stack([match_channels(self._sized(g, shape, f"goods[{i}]"), self.channels) for i, g in enumerate(goods)])
-        pool_img = np.stack([match_channels(self._sized(as_image(s.image), shape, f"defects[{i}]"), self.channels)
+        good_arr = np.stack([match_channels(same_size(g, shape, f"goods[{i}]"), self.channels) for i, g in enumerate(goods)])
+        pool_img = np.stack([match_channels(same_size(as_image(s.image), shape, f"defects[{i}]"), self.channels)
                              for i, s in enumerate(defects)]) if defects else None
         pool_mask = np.stack([as_mask(s.mask, shape, f"defects[{i}] mask") for i, s in enumerate(defects)]) if defects else None
+        self._real = np.array([is_real(s) for s in defects], bool)
         if foregrounds is not None and len(foregrounds) != len(goods):
             raise DefectlabError(f"fit: {len(foregrounds)} foregrounds for {len(goods)} good images")
 
@@ -134,8 +141,13 @@ class SegmentationDetector:
             methods.append(synth)
             weights.append(p.synth_share if pool_img is not None else 1.0)
         if pool_img is not None:
-            methods.append(Pool([Sample(im, m) for im, m in zip(pool_img, pool_mask)]))
-            weights.append(1.0 - p.synth_share if synth is not None else 1.0)
+            pool_weight = 1.0 - p.synth_share if synth is not None else 1.0
+            real = getattr(self, "_real", np.zeros(len(pool_img), bool))
+            groups = [real, ~real] if p.real_share is not None and real.any() and not real.all() else [np.ones_like(real)]
+            shares = [p.real_share, 1.0 - p.real_share] if len(groups) == 2 else [1.0]
+            for group, share in zip(groups, shares):
+                methods.append(Pool([Sample(im, m) for im, m in zip(pool_img[group], pool_mask[group])]))
+                weights.append(pool_weight * share)
         return SyntheticDefects(list(good_arr), methods, weights=weights, p_good=1.0 - p.defect_fraction,
                                 seed=int(rng.integers(2**63 - 1)), length=p.steps * p.batch_size,
                                 channels=self.channels, foregrounds=foregrounds)
@@ -166,13 +178,6 @@ class SegmentationDetector:
             if len(self.losses) % 10 == 0:
                 bar.set_postfix(loss=f"{np.mean(self.losses[-10:]):.4f}")
         self.net.eval()
-
-    @staticmethod
-    def _sized(image: np.ndarray, shape, what: str) -> np.ndarray:
-        if image.shape[:2] != tuple(shape):
-            raise DefectlabError(f"{what}: size {image.shape[:2]} differs from the first good image's {tuple(shape)}; "
-                                 "resize every image to one size first")
-        return image
 
     # ---------------------------------------------------------------------------------- inference
     def predict(self, images: Sequence[np.ndarray], show_progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -217,6 +222,50 @@ class SegmentationDetector:
         det.net.load_state_dict(blob["state"])
         det.net.to(det.device).eval()
         return det
+
+
+def same_size(image: np.ndarray, shape, what: str) -> np.ndarray:
+    if image.shape[:2] != tuple(shape):
+        raise DefectlabError(f"{what}: size {image.shape[:2]} differs from the first good image's {tuple(shape)}; "
+                             "resize every image to one size first")
+    return image
+
+
+def training_inputs(goods, defects, rng, foregrounds, synth=None, synth_pool: int = 0, need_defects: bool = True):
+    """What a supervised detector's `fit` checks and trains on: the good images (checked, one size, the first one's
+    channel count) and the defects (`Sample`s, plus `synth_pool` drawn up front from `synth`, each remembering its
+    good image). Returns (goods, defects, defect images, defect masks)."""
+    if rng is None:
+        raise DefectlabError("fit needs an explicit numpy Generator `rng`")
+    if not goods:
+        raise DefectlabError("fit: no good images")
+    if need_defects and not defects and synth is None:
+        raise DefectlabError("fit: give pre-made `defects`, a `synth` method, or both")
+    if foregrounds is not None and len(foregrounds) != len(goods):
+        raise DefectlabError(f"fit: {len(foregrounds)} foregrounds for {len(goods)} good images")
+    goods = [as_image(g, f"goods[{i}]") for i, g in enumerate(goods)]
+    channels, shape = goods[0].shape[2], goods[0].shape[:2]
+    goods = [match_channels(same_size(g, shape, f"goods[{i}]"), channels) for i, g in enumerate(goods)]
+    defects = list(defects)
+    if synth is not None:
+        defects += draw_pool(synth, goods, foregrounds, rng, synth_pool)
+    images = [match_channels(same_size(as_image(s.image), shape, f"defects[{i}]"), channels) for i, s in enumerate(defects)]
+    masks = [as_mask(s.mask, shape, f"defects[{i}] mask") for i, s in enumerate(defects)]
+    return goods, defects, images, masks
+
+
+def draw_pool(synth, goods, foregrounds, rng, n: int) -> list[Sample]:
+    """`n` defects drawn through `defectlab.data.SyntheticDefects` (the same stream any torch training
+    loop gets), each remembering its good image (the student's clean target)."""
+    from ..data.synthetic import SyntheticDefects
+
+    data = SyntheticDefects(list(goods), [synth], p_good=0.0, seed=int(rng.integers(2**63 - 1)), length=n,
+                            channels=goods[0].shape[2], foregrounds=foregrounds)
+    pool = []
+    for i in range(n):
+        image, mask, _, meta = data.item(i, good=None)
+        pool.append(Sample(image.numpy().transpose(1, 2, 0), mask.numpy() > 0.5, {"good_index": int(meta["good"])}))
+    return pool
 
 
 def write_state(path, data: bytes) -> str:

@@ -160,13 +160,13 @@ def prepare_split(split: FewShotSplit, cache: ImageCache, show_progress: bool = 
 
 
 def load_support(records: list[Record], cache: ImageCache) -> list[Sample]:
-    """Real defects as `Sample`s on their canvases (`meta`: the record key as `source`, its `label`); a
-    record whose mask is empty at this size is left out."""
+    """Real defects as `Sample`s on their canvases (`meta`: the record key as `source`, its `label`, and `real`,
+    which a detector's training mix reads, `detect.mix`); a record whose mask is empty at this size is left out."""
     support = []
     for r in records:
         img, mask = cache.load(r)
         if mask.any():
-            support.append(Sample(img, mask, {"source": r.key, "label": r.label}))
+            support.append(Sample(img, mask, {"source": r.key, "label": r.label, "real": True}))
     return support
 
 

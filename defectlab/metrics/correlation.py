@@ -2,6 +2,12 @@
 
 Sign convention: FID and KID are lower-is-better while AP is higher-is-better, so "better FID goes with better AP"
 shows as a *negative* rho/tau; IC-LPIPS (diversity, higher-is-better) would show a positive one.
+
+Evidence over a handful of methods: `permutation_p` asks whether the observed ranking could be chance (under "no
+association" every ordering of the detection values over the methods is equally likely; exact over all M!
+orderings for M <= 8). With M methods the smallest attainable two-sided p is 2 / M! (3 methods: 1/3, 4: 1/12,
+5: 1/60), so rows over fewer than `MIN_METHODS` (4) methods say "too few to say" and report no interval or p as
+evidence.
 """
 from __future__ import annotations
 
@@ -10,6 +16,10 @@ import math
 import numpy as np
 
 from ..errors import DefectlabError
+
+MIN_METHODS = 4  # below this a rank correlation's interval and p are not evidence of anything
+TOO_FEW = "too few to say"
+EXACT_MAX_METHODS = 8  # 8! = 40320 orderings enumerated at once; beyond, Monte-Carlo permutations
 
 
 def rank_correlation(quality: dict, detection: dict) -> tuple[float, float, int]:
@@ -41,6 +51,36 @@ def _finite(value) -> bool:
 
 
 
+def permutation_p(quality: dict, detection: dict, statistic: str = "spearman",
+                  rng: np.random.Generator | None = None, resamples: int = 10000) -> float:
+    """Two-sided permutation p of Spearman rho or Kendall tau over the methods present in both dicts: the share of
+    orderings of the detection values whose |statistic| is at least the observed one (tolerance 1e-9; the identity
+    counts). Exact over all M! orderings for M <= 8 (7 methods: 5040); beyond, (1 + count) / (1 + resamples)
+    random orderings drawn with `rng`. NaN with fewer than 3 methods or a constant column."""
+    from itertools import permutations
+
+    rows = {"spearman": _spearman_rows, "kendall": _kendall_rows}.get(statistic)
+    if rows is None:
+        raise DefectlabError(f"permutation_p: statistic must be 'spearman' or 'kendall', not {statistic!r}")
+    common = [k for k in quality if k in detection and _finite(quality[k]) and _finite(detection[k])]
+    q = np.array([float(quality[k]) for k in common])
+    d = np.array([float(detection[k]) for k in common])
+    m = len(common)
+    if m < 3 or np.ptp(q) == 0 or np.ptp(d) == 0:
+        return float("nan")
+    observed = abs(rows(q[None], d[None])[0])
+    if m <= EXACT_MAX_METHODS:
+        orders = np.array(list(permutations(range(m))))
+        extra = 0
+    else:
+        if rng is None:
+            raise DefectlabError(f"permutation_p: {m} methods need an rng for the Monte-Carlo test (exact up to "
+                                 f"{EXACT_MAX_METHODS})")
+        orders = rng.permuted(np.tile(np.arange(m), (int(resamples), 1)), axis=1)
+        extra = 1
+    stats = rows(np.broadcast_to(q, orders.shape), d[orders])
+    count = int(np.sum(np.abs(stats) >= observed - 1e-9))
+    return (extra + count) / (extra + len(orders))
 
 
 # ---------------------------------------------------------------- bootstrap over seeds and test images
@@ -80,9 +120,12 @@ def bootstrap_rank_correlations(quality: dict, detection, seeds: list, n_images:
     is drawn (None: each once). One resample draws the seeds with replacement and, within each drawn seed, its
     test images with replacement - the same draw for every method (they share the test set) and every metric; a
     method's value is its mean over the drawn seeds. Intervals: percentiles of the finite resampled
-    coefficients (`n_boot` of them). Point values: all seeds, every image once.
-    Returns {(quality key, detection key): {"spearman", "kendall", "spearman_ci", "kendall_ci", "n_boot",
-    "n_methods"}}.
+    coefficients (`n_boot` of them), widened to contain the point value when they miss it (a percentile interval
+    of a rank statistic can, with few seeds: resampled means reorder methods the full data does not) and then
+    flagged `"<name>_ci_widened"`. Point values: all seeds, every image once.
+    Returns {(quality key, detection key): {"spearman", "kendall", "spearman_ci", "kendall_ci",
+    "spearman_ci_widened", "kendall_ci_widened", "n_boot", "n_methods"}}; below `MIN_METHODS` methods the
+    intervals are None and the row says `"verdict": "too few to say"`.
     """
     methods = sorted(set.intersection(*(set(v) for v in quality.values()))) if quality else []
     draws = [(list(seeds), [None] * len(seeds))]
@@ -106,13 +149,26 @@ def bootstrap_rank_correlations(quality: dict, detection, seeds: list, n_images:
             if len(methods) >= 3 and ok.any():
                 rho[ok], tau[ok] = _spearman_rows(q[ok], d[ok]), _kendall_rows(q[ok], d[ok])
             row = {"spearman": float(rho[0]), "kendall": float(tau[0]), "n_methods": len(methods)}
-            for name, v in (("spearman", rho[1:]), ("kendall", tau[1:])):
-                v = v[np.isfinite(v)]
-                row[f"{name}_ci"] = [float(np.percentile(v, lo)), float(np.percentile(v, hi))] if v.size \
-                    else [float("nan"), float("nan")]
-                row["n_boot"] = int(v.size) if name == "spearman" else row["n_boot"]
+            for name, v in (("spearman", rho), ("kendall", tau)):
+                row[f"{name}_ci"], row[f"{name}_ci_widened"] = _interval(v[0], v[1:][np.isfinite(v[1:])], lo, hi)
+                row["n_boot"] = int(np.isfinite(v[1:]).sum()) if name == "spearman" else row["n_boot"]
+            if len(methods) < MIN_METHODS:
+                row.update(spearman_ci=None, kendall_ci=None, spearman_ci_widened=False, kendall_ci_widened=False,
+                           verdict=TOO_FEW)
             out[(qk, dk)] = row
     return out
+
+
+def _interval(point: float, values: np.ndarray, lo: float, hi: float) -> tuple[list[float], bool]:
+    """Percentile interval [lo %, hi %] of the resampled values, widened to contain the point value (and whether
+    it had to be, beyond float noise); [nan, nan] without resampled values; unwidened without a point value."""
+    if not values.size:
+        return [float("nan"), float("nan")], False
+    a, b = float(np.percentile(values, lo)), float(np.percentile(values, hi))
+    if not np.isfinite(point):
+        return [a, b], False
+    widened = a > point + 1e-9 or b < point - 1e-9
+    return [min(a, float(point)), max(b, float(point))], bool(widened)
 
 
 def scatter_figure(points: dict, detection_label: str = "pixel AP"):
@@ -137,4 +193,6 @@ def scatter_figure(points: dict, detection_label: str = "pixel AP"):
         ax.axis("off")
     fig.tight_layout()
     return fig
-__all__ = ["bootstrap_rank_correlations", "rank_correlation", "scatter_figure"]
+
+__all__ = ["MIN_METHODS", "TOO_FEW", "bootstrap_rank_correlations", "permutation_p", "rank_correlation",
+           "scatter_figure"]
