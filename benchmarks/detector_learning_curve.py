@@ -96,7 +96,7 @@ def report(args) -> None:
         g_last = np.mean([p.get("seg_loss", [np.nan])[-1] for p in ps])
         t = np.mean([p["train_seconds"] for p in ps])
         print(f"| {steps} | {','.join(map(str, row['seeds']))} | " + " | ".join(cells)
-              + f" | {s_last:.3f} | {g_last:.3f} | {t:.0f} |")
+              + f" | {s_last:.3f} | {'–' if np.isnan(g_last) else f'{g_last:.3f}'} | {t:.0f} |")
         rows.append(row)
     if args.json:
         atomic_write_bytes(Path(args.json), json.dumps({"table": rows, "points": points}, indent=1).encode())
@@ -108,14 +108,20 @@ def report(args) -> None:
 
         fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), dpi=90)
         xs = [r["steps"] for r in rows]
-        for k in ("pixel_auroc", "pixel_ap", "image_auroc", "aupro"):
-            m = np.array([r[k]["mean"] for r in rows])
-            s = np.array([r[k]["std"] or 0.0 for r in rows])
-            axes[0].errorbar(xs, m, yerr=s, marker="o", capsize=3, label=k)
+        common = sorted(set.intersection(*(set(r["seeds"]) for r in rows)))  # the seeds every step count has
+        for i, k in enumerate(("pixel_auroc", "pixel_ap", "image_auroc", "aupro")):
+            line = [np.mean([p["metrics"][k] for p in points if p["steps"] == x and p["seed"] in common]) for x in xs]
+            axes[0].plot(xs, line, marker="o", c=f"C{i}", label=f"{k} (seed{'s' if len(common) > 1 else ''} "
+                         f"{','.join(map(str, common))})")
+            for r in rows:
+                if len(r["seeds"]) > len(common):  # more seeds at this step: their mean ± std
+                    axes[0].errorbar([r["steps"]], [r[k]["mean"]], yerr=[r[k]["std"] or 0.0], fmt="s", c=f"C{i}",
+                                     mfc="none", capsize=3)
         axes[0].axhline(0.90, ls=":", c="C2", lw=1, label="goal: image AUROC 0.90")
         axes[0].axhline(0.45, ls=":", c="C1", lw=1, label="goal: pixel AP 0.45")
-        axes[0].set(xscale="log", xlabel="optimiser steps", ylabel="test metric (mean ± std over seeds)")
-        axes[0].legend(fontsize=7)
+        axes[0].set(xscale="log", xlabel="optimiser steps", ylabel="test metric")
+        axes[0].set_title("lines: seeds at every step; squares: mean ± std of all seeds", fontsize=8)
+        axes[0].legend(fontsize=6, loc="lower right")
         for p in points:
             if p["steps"] == max(xs):
                 for i, key in enumerate(k for k in ("student_loss", "seg_loss", "loss") if k in p):

@@ -277,7 +277,7 @@ def test_results_markdown_shows_the_paired_table_and_the_smallest_p():
     assert "## Paired difference to `fewshot`" in md
     header = next(line for line in md.splitlines() if line.startswith("| run | metric | Δ mean"))
     assert header.count("|") - 1 <= 8
-    assert "| `cutpaste+fewshot` | pixel AP | +0.10 |" in md
+    assert "| `cutpaste+fewshot` | pixel AP | +0.100 |" in md
     assert "2/2^5 = 0.0625" in md and "out of reach here" in md
     # the correlation table: permutation and Holm p columns; three methods say "too few to say" instead
     few = dict(quality="kid", detection="pixel_ap", n_methods=3, spearman=-1.0, kendall=-1.0, spearman_p=None,

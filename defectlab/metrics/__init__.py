@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from .domain import DomainParams
     from .fid_kid import KIDParams
 
-_SUBMODULES = ("correlation", "detection", "domain", "fid_kid", "iclpips", "inception", "isc", "region", "trts",
+_SUBMODULES = ("correlation", "detection", "domain", "fid_kid", "iclpips", "inception", "isc", "paired", "region", "trts",
                "visibility")
 
 
