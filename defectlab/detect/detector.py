@@ -31,7 +31,7 @@ class DetectorParams:
     lr: float = 1e-3  # Adam default (Kingma & Ba 2015, Alg. 1); DRAEM's 1e-4 needs its much longer schedule
     defect_fraction: float = 0.5  # DRAEM: half of the training images carry a simulated anomaly (Sec. 3.3)
     synth_share: float = 0.5  # with both a pool and an on-the-fly method, share of defects made on the fly (ours)
-    real_share: float | None = None  # ours: share of pool draws from the real defects when both kinds are given (detect.mix)
+    real_share: float | None = 0.75  # ours, from the sweep in benchmarks/RESULTS.md (MT, 5 seeds): share of defective draws from the real defects when synthetic ones are given too (None: uniform, detect.mix)
     focal_gamma: float = 2.0  # focal loss, Lin et al. 2017, Eq. 5; DRAEM Sec. 3.2 trains its segmentation with it
     focal_alpha: float = -1.0  # no class weighting (-1 in torchvision); the focal term already down-weights easy pixels
     top_k: int = 100  # image score = mean of the top-k pixels, as defectlab.metrics.detection.evaluate

@@ -56,7 +56,7 @@ class SuperSimpleNetParams:
     clip_grad: float = 1.0  # SuperSimpleNet code, supervised setting: gradient norm clipped at 1
     flips: bool = True  # SuperSimpleNet code, supervised setting: random flips (here of the cached feature maps)
     defect_fraction: float = 0.5  # ours, as DeSTSeg / DRAEM: half of the training images carry a defect
-    real_share: float | None = None  # ours: share of defective draws from the real defects when both kinds are given (None: uniform, detect.mix)
+    real_share: float | None = 0.75  # ours, from the sweep in benchmarks/RESULTS.md (MT, 5 seeds): share of defective draws from the real defects when synthetic ones are given too (None: uniform, detect.mix)
     synth_pool: int = 200  # with an on-the-fly `synth`, defects drawn up front (features are cached)
     map_sigma: float = 4.0  # SuperSimpleNet code: Gaussian smoothing of the upsampled map
     image_score: str = "mean"  # ours: mean of the classification probability and the map's maximum; "cls": the paper's
