@@ -86,6 +86,7 @@ class SegmentationDetector:
         self.net = None
         self.channels: int | None = None
         self.losses: list[float] = []
+        self._real = np.zeros(0, bool)  # which pool defects are real (fit sets it; the training mix reads it)
 
     @property
     def device(self) -> str:
@@ -142,7 +143,7 @@ class SegmentationDetector:
             weights.append(p.synth_share if pool_img is not None else 1.0)
         if pool_img is not None:
             pool_weight = 1.0 - p.synth_share if synth is not None else 1.0
-            real = getattr(self, "_real", np.zeros(len(pool_img), bool))
+            real = self._real if len(self._real) == len(pool_img) else np.zeros(len(pool_img), bool)
             groups = [real, ~real] if p.real_share is not None and real.any() and not real.all() else [np.ones_like(real)]
             shares = [p.real_share, 1.0 - p.real_share] if len(groups) == 2 else [1.0]
             for group, share in zip(groups, shares):

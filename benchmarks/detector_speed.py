@@ -1,0 +1,69 @@
+"""Seconds per benchmark run of each supervised detector, its backbone features already cached (as for every run
+of a seed but the first), on the Magnetic Tile `fewshot` split of one seed (issue 34: <= 5 min per run on 2 cores).
+
+    python benchmarks/detector_speed.py --data ../shared/datasets/magnetic_tile --threads 2 \\
+        --json benchmarks/results/detector_speed_mt.json
+
+Per detector: fit at its default steps on the real support (the benchmark's `fewshot` fit), then predict the
+seed's test images. The backbone features of every image are computed first and timed apart (once per seed).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    import sys
+
+    import torch
+
+    from defectlab.bench import machine_info
+    from defectlab.benchmark import FEWSHOT, BenchmarkConfig
+    from defectlab.benchmark.checks import validate_config
+    from defectlab.benchmark.detector_runs import fit_detector, make_detector
+    from defectlab.detect.destseg import teacher_features
+    from defectlab.detect.prepare import ImageCache, prepare_split
+    from defectlab.imageio import atomic_write_bytes
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--detectors", type=lambda t: t.split(","), default=["destseg", "supersimplenet"])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    rows = []
+    for name in args.detectors:
+        cfg = BenchmarkConfig(data=args.data, format="magnetic_tile", category="magnetic_tile", methods=[],
+                              seeds=[args.seed], detector_name=name)
+        _, splits = validate_config(cfg)
+        prepared = prepare_split(splits[args.seed], ImageCache(cfg.size, keep_aspect=True), show_progress=False)
+        params = make_detector(cfg).params
+        backbone = teacher_features(params.backbone, params.strides, params.device or "cpu")  # loads the weights
+        images = prepared.goods + [s.image for s in prepared.support] + prepared.test_images
+        t0 = time.perf_counter()
+        backbone(images)
+        features = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        det = fit_detector(FEWSHOT, args.seed, cfg, prepared, prepared.support, False)
+        fit = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        det.predict(prepared.test_images)
+        predict = time.perf_counter() - t0
+        steps = getattr(det.params, det.STEP_FIELDS[0])
+        rows.append({"detector": name, "steps": steps, "features_s": round(features, 1), "fit_s": round(fit, 1),
+                     "predict_s": round(predict, 1), "run_s": round(fit + predict, 1), "images": len(images),
+                     "test_images": len(prepared.test_images)})
+        print(f"| {name} | {steps} | {features:.0f} ({len(images)} images) | {fit:.0f} | {predict:.0f} | "
+              f"{fit + predict:.0f} |", flush=True)
+    if args.json:
+        atomic_write_bytes(Path(args.json), json.dumps({"rows": rows, "threads": args.threads, "machine": machine_info(),
+                                                        "command": " ".join(["python"] + sys.argv)}, indent=1).encode())
+
+
+if __name__ == "__main__":
+    main()
