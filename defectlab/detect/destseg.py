@@ -30,7 +30,7 @@ from ..errors import DefectlabError
 from ..metrics.detection import image_scores
 from ..progress import progress, tqdm
 from ..sample import Sample, as_image, as_mask, torch_generator
-from .detector import match_channels, read_state, same_size, torch_threads, training_inputs, write_state
+from .detector import match_channels, read_state, same_size, torch_threads, training_inputs, with_overrides, write_state
 from .mix import check_real_share, defect_chooser
 
 
@@ -214,13 +214,7 @@ class DeSTSegDetector:
     STEP_FIELDS = ("student_steps", "seg_steps")
 
     def __init__(self, params: DeSTSegParams | None = None, **overrides):
-        self.params = params or DeSTSegParams()
-        if overrides:
-            unknown = set(overrides) - set(asdict(self.params))
-            if unknown:
-                raise DefectlabError(f"unknown destseg parameter(s): {', '.join(sorted(unknown))}; "
-                                     f"known: {', '.join(asdict(self.params))}")
-            self.params = DeSTSegParams(**{**asdict(self.params), **overrides})
+        self.params = with_overrides(params or DeSTSegParams(), overrides, "destseg")
         p = self.params
         if min(p.student_steps, p.seg_steps, p.batch_size) < 1 or p.crop < 16 or p.crop % 16:
             raise DefectlabError("destseg: student_steps, seg_steps and batch_size must be >= 1 and crop a multiple of 16")

@@ -72,12 +72,7 @@ class SegmentationDetector:
     STEP_FIELDS = ("steps",)
 
     def __init__(self, params: DetectorParams | None = None, **overrides):
-        self.params = params or DetectorParams()
-        if overrides:
-            unknown = set(overrides) - set(asdict(self.params))
-            if unknown:
-                raise DefectlabError(f"unknown detector parameter(s): {', '.join(sorted(unknown))}")
-            self.params = DetectorParams(**{**asdict(self.params), **overrides})
+        self.params = with_overrides(params or DetectorParams(), overrides, "detector")
         if self.params.steps < 1 or self.params.batch_size < 1:
             raise DefectlabError(f"detector steps and batch_size must be >= 1, got {self.params.steps}, {self.params.batch_size}")
         if self.params.loader_workers < 0:
@@ -223,6 +218,16 @@ class SegmentationDetector:
         det.net.load_state_dict(blob["state"])
         det.net.to(det.device).eval()
         return det
+
+
+def with_overrides(params, overrides: dict, who: str):
+    """`params` (a dataclass) with `overrides` applied; an unknown name is a DefectlabError listing the known ones."""
+    if not overrides:
+        return params
+    unknown = set(overrides) - set(asdict(params))
+    if unknown:
+        raise DefectlabError(f"unknown {who} parameter(s): {', '.join(sorted(unknown))}; known: {', '.join(asdict(params))}")
+    return type(params)(**{**asdict(params), **overrides})
 
 
 def same_size(image: np.ndarray, shape, what: str) -> np.ndarray:

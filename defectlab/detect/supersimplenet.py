@@ -29,7 +29,7 @@ from ..errors import DefectlabError
 from ..masks import perlin_noise
 from ..progress import progress, tqdm
 from ..sample import Sample, as_image, torch_generator
-from .detector import match_channels, read_state, torch_threads, training_inputs, write_state
+from .detector import match_channels, read_state, torch_threads, training_inputs, with_overrides, write_state
 from .mix import check_real_share, defect_chooser
 
 
@@ -130,13 +130,7 @@ class SuperSimpleNetDetector:
     STEP_FIELDS = ("steps",)
 
     def __init__(self, params: SuperSimpleNetParams | None = None, **overrides):
-        self.params = params or SuperSimpleNetParams()
-        if overrides:
-            unknown = set(overrides) - set(asdict(self.params))
-            if unknown:
-                raise DefectlabError(f"unknown supersimplenet parameter(s): {', '.join(sorted(unknown))}; "
-                                     f"known: {', '.join(asdict(self.params))}")
-            self.params = SuperSimpleNetParams(**{**asdict(self.params), **overrides})
+        self.params = with_overrides(params or SuperSimpleNetParams(), overrides, "supersimplenet")
         p = self.params
         if min(p.steps, p.batch_size) < 1:
             raise DefectlabError("supersimplenet: steps and batch_size must be >= 1")
