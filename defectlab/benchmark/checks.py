@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
+from ..detect.mix import check_real_share
 from ..errors import DefectlabError
 from .config import DETECTORS, DIAD, BenchmarkConfig
 from .detector_runs import make_detector
@@ -61,8 +62,7 @@ def validate_config(cfg: BenchmarkConfig):
         raise DefectlabError(f"--detector-steps and --n-synthetic must be >= 1, got {cfg.steps}, {cfg.n_synthetic}")
     if cfg.detector_name not in DETECTORS:
         raise DefectlabError(f"--detector must be one of {', '.join(DETECTORS)}, got {cfg.detector_name!r}")
-    if cfg.real_share is not None and not (isinstance(cfg.real_share, (int, float)) and 0 <= cfg.real_share <= 1):
-        raise DefectlabError(f"--real-share must lie in [0, 1], got {cfg.real_share}")
+    check_real_share(cfg.real_share, "--real-share")
     make_detector(cfg)  # unknown detector parameters -> DefectlabError
     n_embedded = sum(cfg.embedded.values()) if cfg.format == "embedded" else 0
     _check_memory(cfg, n_embedded, 3)  # before the embedded set is built at --size

@@ -18,10 +18,9 @@ is used at test time).
 from __future__ import annotations
 
 import hashlib
-import io
 import math
 from collections import OrderedDict
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
@@ -30,7 +29,8 @@ from ..errors import DefectlabError
 from ..metrics.detection import image_scores
 from ..progress import progress, tqdm
 from ..sample import Sample, as_image, as_mask, torch_generator
-from .detector import match_channels, read_state, same_size, torch_threads, training_inputs, with_overrides, write_state
+from .detector import (match_channels, params_from_state, read_state, same_size, state_bytes, torch_threads, training_inputs,
+                       with_overrides, write_state)
 from .mix import check_real_share, defect_chooser
 
 
@@ -218,7 +218,7 @@ class DeSTSegDetector:
         p = self.params
         if min(p.student_steps, p.seg_steps, p.batch_size) < 1 or p.crop < 16 or p.crop % 16:
             raise DefectlabError("destseg: student_steps, seg_steps and batch_size must be >= 1 and crop a multiple of 16")
-        check_real_share(p.real_share, "destseg")
+        check_real_share(p.real_share, "destseg: real_share")
         self.student = self.head = None
         self.channels: int | None = None
         self.losses: list[float] = []  # student losses, then segmentation losses
@@ -360,16 +360,9 @@ class DeSTSegDetector:
 
     # ------------------------------------------------------------------------------ save and load
     def state_bytes(self) -> bytes:
-        import torch
-
         if self.student is None:
             raise DefectlabError("DeSTSegDetector: nothing to save before fit")
-        buf = io.BytesIO()
-        params = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self.params).items()}
-        torch.save({"params": params, "channels": self.channels,
-                    "student": {k: v.cpu() for k, v in self.student.state_dict().items()},
-                    "head": {k: v.cpu() for k, v in self.head.state_dict().items()}}, buf)
-        return buf.getvalue()
+        return state_bytes(self.params, self.channels, student=self.student, head=self.head)
 
     def save(self, path) -> str:
         """Write the trained student and head atomically (the teacher is the packaged backbone);
@@ -379,8 +372,7 @@ class DeSTSegDetector:
     @classmethod
     def load(cls, path, sha256: str | None = None) -> "DeSTSegDetector":
         blob = read_state(path, sha256, "DeSTSeg detector")
-        params = dict(blob["params"], strides=tuple(blob["params"]["strides"]))
-        det = cls(DeSTSegParams(**params))
+        det = cls(params_from_state(DeSTSegParams, blob))
         det.channels = int(blob["channels"])
         student, head = _networks(det.channels, det._teacher().channels, det.params)
         student.load_state_dict(blob["student"])

@@ -77,7 +77,7 @@ class SegmentationDetector:
             raise DefectlabError(f"detector steps and batch_size must be >= 1, got {self.params.steps}, {self.params.batch_size}")
         if self.params.loader_workers < 0:
             raise DefectlabError(f"detector loader_workers must be >= 0, got {self.params.loader_workers}")
-        check_real_share(self.params.real_share, "unet")
+        check_real_share(self.params.real_share, "unet: real_share")
         self.net = None
         self.channels: int | None = None
         self.losses: list[float] = []
@@ -100,23 +100,13 @@ class SegmentationDetector:
         synth: a synthesis method called on the fly as `synth(good, rng, foreground=fg)`.
         At least one of the two is needed. All images must share one size. `init_rng`: the network's
         initialisation (default: drawn from `rng`); runs that should be paired share one."""
-        if rng is None:
-            raise DefectlabError("fit needs an explicit numpy Generator `rng`")
         p = self.params
-        if not goods:
-            raise DefectlabError("fit: no good images")
-        if not defects and synth is None:
-            raise DefectlabError("fit: give pre-made `defects`, a `synth` method, or both")
-        goods = [as_image(g, f"goods[{i}]") for i, g in enumerate(goods)]
+        # `synth` runs on the fly inside the training stream here, so no pool is drawn up front
+        goods, defects, images, masks = training_inputs(goods, defects, rng, foregrounds, need_defects=synth is None)
         self.channels = goods[0].shape[2]
-        shape = goods[0].shape[:2]
-        good_arr = np.stack([match_channels(same_size(g, shape, f"goods[{i}]"), self.channels) for i, g in enumerate(goods)])
-        pool_img = np.stack([match_channels(same_size(as_image(s.image), shape, f"defects[{i}]"), self.channels)
-                             for i, s in enumerate(defects)]) if defects else None
-        pool_mask = np.stack([as_mask(s.mask, shape, f"defects[{i}] mask") for i, s in enumerate(defects)]) if defects else None
+        good_arr = np.stack(goods)
+        pool_img, pool_mask = (np.stack(images), np.stack(masks)) if defects else (None, None)
         self._real = np.array([is_real(s) for s in defects], bool)
-        if foregrounds is not None and len(foregrounds) != len(goods):
-            raise DefectlabError(f"fit: {len(foregrounds)} foregrounds for {len(goods)} good images")
 
         with torch_threads(p.num_threads):
             self._train(rng, init_rng, good_arr, pool_img, pool_mask, synth, foregrounds, show_progress, desc)
@@ -196,14 +186,9 @@ class SegmentationDetector:
 
     # ------------------------------------------------------------------------------ save and load
     def state_bytes(self) -> bytes:
-        import torch
-
         if self.net is None:
             raise DefectlabError("SegmentationDetector: nothing to save before fit")
-        buf = io.BytesIO()
-        torch.save({"params": asdict(self.params), "channels": self.channels,
-                    "state": {k: v.cpu() for k, v in self.net.state_dict().items()}}, buf)
-        return buf.getvalue()
+        return state_bytes(self.params, self.channels, state=self.net)
 
     def save(self, path) -> str:
         """Write the trained network atomically; returns the file's SHA-256 (pass it to `load`)."""
@@ -212,7 +197,7 @@ class SegmentationDetector:
     @classmethod
     def load(cls, path, sha256: str | None = None) -> "SegmentationDetector":
         blob = read_state(path, sha256, "detector")
-        det = cls(DetectorParams(**blob["params"]))
+        det = cls(params_from_state(DetectorParams, blob))
         det.channels = int(blob["channels"])
         det.net = CompactUNet(det.channels, det.params.base_channels, det.params.depth)
         det.net.load_state_dict(blob["state"])
@@ -272,6 +257,23 @@ def draw_pool(synth, goods, foregrounds, rng, n: int) -> list[Sample]:
         image, mask, _, meta = data.item(i, good=None)
         pool.append(Sample(image.numpy().transpose(1, 2, 0), mask.numpy() > 0.5, {"good_index": int(meta["good"])}))
     return pool
+
+
+def state_bytes(params, channels: int, **modules) -> bytes:
+    """A detector's saved state: its parameters (tuples as lists, so `weights_only` loading reads them), its channel
+    count and each named module's tensors, in that order."""
+    import torch
+
+    buf = io.BytesIO()
+    plain = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(params).items()}
+    torch.save({"params": plain, "channels": channels,
+                **{name: {k: v.cpu() for k, v in m.state_dict().items()} for name, m in modules.items()}}, buf)
+    return buf.getvalue()
+
+
+def params_from_state(params_class, blob: dict):
+    """The parameters `state_bytes` saved, as `params_class` (lists back to tuples)."""
+    return params_class(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in blob["params"].items()})
 
 
 def write_state(path, data: bytes) -> str:

@@ -15,12 +15,12 @@ from ..errors import DefectlabError
 from ..sample import Sample
 
 
-def check_real_share(value, who: str) -> None:
+def check_real_share(value, name: str) -> None:
+    """None (uniform) or a number in [0, 1]; else a DefectlabError naming the setting (`name`)."""
     if value is None:
         return
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
-        raise DefectlabError(f"{who}: real_share must be a number in [0, 1] (or None: uniform over all defects), "
-                             f"got {value!r}")
+        raise DefectlabError(f"{name} must lie in [0, 1], got {value!r} (or None: uniform over all defects)")
 
 
 def is_real(sample: Sample) -> bool:

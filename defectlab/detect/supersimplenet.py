@@ -18,9 +18,8 @@ CPU economy (ours): backbone features are computed once per image and cached (`d
 """
 from __future__ import annotations
 
-import io
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
@@ -29,7 +28,8 @@ from ..errors import DefectlabError
 from ..masks import perlin_noise
 from ..progress import progress, tqdm
 from ..sample import Sample, as_image, torch_generator
-from .detector import match_channels, read_state, torch_threads, training_inputs, with_overrides, write_state
+from .detector import (match_channels, params_from_state, read_state, state_bytes, torch_threads, training_inputs,
+                       with_overrides, write_state)
 from .mix import check_real_share, defect_chooser
 
 
@@ -134,7 +134,7 @@ class SuperSimpleNetDetector:
         p = self.params
         if min(p.steps, p.batch_size) < 1:
             raise DefectlabError("supersimplenet: steps and batch_size must be >= 1")
-        check_real_share(p.real_share, "supersimplenet")
+        check_real_share(p.real_share, "supersimplenet: real_share")
         if p.image_score not in ("mean", "cls", "map_max"):
             raise DefectlabError(f"supersimplenet: image_score must be mean, cls or map_max, got {p.image_score!r}")
         self.heads = None
@@ -210,13 +210,12 @@ class SuperSimpleNetDetector:
                 batch_images.append(goods[int(rng.integers(len(goods)))] if j is None else images[j])
                 batch_masks.append(np.zeros(goods[0].shape[:2], bool) if j is None else masks[j])
             full = torch.from_numpy(np.stack(batch_masks).astype(np.float32))[:, None].to(self.device)
-            # DeSTSeg's downsampling (bilinear, then 0.5), as the paper's training script
-            mask = (F.interpolate(full, size=(fh, fw), mode="bilinear", align_corners=False) >= 0.5).float()
             label = full.flatten(1).amax(1)
             feats = self.features(batch_images)
             if p.flips:  # flipping the cached maps, not the images: the features of a flipped image, nearly
                 feats, full = _flip(feats, full, rng)
-                mask = (F.interpolate(full, size=(fh, fw), mode="bilinear", align_corners=False) >= 0.5).float()
+            # DeSTSeg's downsampling (bilinear, then 0.5), as the paper's training script
+            mask = (F.interpolate(full, size=(fh, fw), mode="bilinear", align_corners=False) >= 0.5).float()
             adapted = heads.adaptor(feats)
             noise_mask = self._perlin(len(batch_images), (fh, fw), rng) * (1 - mask)  # never over a real defect
             noise = torch.randn(adapted.shape, generator=noise_gen).to(self.device) * p.noise_std
@@ -289,15 +288,9 @@ class SuperSimpleNetDetector:
 
     # ------------------------------------------------------------------------------ save and load
     def state_bytes(self) -> bytes:
-        import torch
-
         if self.heads is None:
             raise DefectlabError("SuperSimpleNetDetector: nothing to save before fit")
-        buf = io.BytesIO()
-        params = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self.params).items()}
-        torch.save({"params": params, "channels": self.channels,
-                    "heads": {k: v.cpu() for k, v in self.heads.state_dict().items()}}, buf)
-        return buf.getvalue()
+        return state_bytes(self.params, self.channels, heads=self.heads)
 
     def save(self, path) -> str:
         """Write the trained adaptor and heads atomically (the backbone is the packaged one); returns the SHA-256."""
@@ -306,8 +299,7 @@ class SuperSimpleNetDetector:
     @classmethod
     def load(cls, path, sha256: str | None = None) -> "SuperSimpleNetDetector":
         blob = read_state(path, sha256, "SuperSimpleNet detector")
-        params = {k: (tuple(v) if isinstance(v, list) else v) for k, v in blob["params"].items()}
-        det = cls(SuperSimpleNetParams(**params))
+        det = cls(params_from_state(SuperSimpleNetParams, blob))
         det.channels = int(blob["channels"])
         width = blob["heads"]["adaptor.weight"].shape[0]
         det.heads = _networks(width, det.params)

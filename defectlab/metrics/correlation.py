@@ -164,11 +164,12 @@ def _interval(point: float, values: np.ndarray, lo: float, hi: float) -> tuple[l
     it had to be, beyond float noise); [nan, nan] without resampled values; unwidened without a point value."""
     if not values.size:
         return [float("nan"), float("nan")], False
+    from .paired import containing
+
     a, b = float(np.percentile(values, lo)), float(np.percentile(values, hi))
     if not np.isfinite(point):
         return [a, b], False
-    widened = a > point + 1e-9 or b < point - 1e-9
-    return [min(a, float(point)), max(b, float(point))], bool(widened)
+    return containing(a, b, float(point))
 
 
 def scatter_figure(points: dict, detection_label: str = "pixel AP"):

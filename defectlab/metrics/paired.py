@@ -73,18 +73,22 @@ def sign_flip_p(diffs, *, rng: np.random.Generator | None = None, resamples: int
     return (1 + count) / (1 + int(resamples))
 
 
+def containing(lo: float, hi: float, estimate: float, tol: float = 1e-9) -> tuple[list[float], bool]:
+    """[lo, hi] widened to contain `estimate`, and whether it had to be (beyond `tol`): a percentile interval can miss
+    its own estimate with skewed data and few resamples, and one that excludes the value beside it only confuses."""
+    widened = lo > estimate + tol or hi < estimate - tol
+    return [min(lo, estimate), max(hi, estimate)], bool(widened)
+
+
 def bootstrap_interval(diffs, *, rng: np.random.Generator, resamples: int = 10000,
                        level: float = 0.95) -> tuple[list[float], bool]:
     """Percentile bootstrap interval of the mean, resampling the values (seeds) with replacement, and whether it
-    had to be widened to contain the mean itself (a percentile interval can miss its own estimate with skewed
-    data and few seeds; an interval that excludes the estimate it is reported beside would only confuse)."""
+    had to be widened to contain the mean itself (`containing`)."""
     d = np.asarray(diffs, float)
     estimate = float(d.mean())
     means = d[rng.integers(0, d.size, (int(resamples), d.size))].mean(1)
     lo, hi = (float(v) for v in np.percentile(means, [100 * (1 - level) / 2, 100 * (1 + level) / 2]))
-    tol = 1e-9 * max(float(np.abs(d).max()), np.finfo(float).tiny)
-    widened = lo > estimate + tol or hi < estimate - tol
-    return [min(lo, estimate), max(hi, estimate)], bool(widened)
+    return containing(lo, hi, estimate, 1e-9 * max(float(np.abs(d).max()), np.finfo(float).tiny))
 
 
 def paired_difference(values: dict, baseline: dict, *, rng: np.random.Generator, resamples: int = 10000,
