@@ -29,7 +29,7 @@ from ..errors import DefectlabError
 from ..metrics.detection import image_scores
 from ..progress import progress, tqdm
 from ..sample import Sample, as_image, as_mask, torch_generator
-from .detector import (match_channels, params_from_state, read_state, same_size, state_bytes, torch_threads, training_inputs,
+from .detector import (image_batches, match_channels, params_from_state, read_state, same_size, state_bytes, torch_threads, training_inputs,
                        with_overrides, write_state)
 from .mix import check_real_share, defect_chooser
 
@@ -338,15 +338,9 @@ class DeSTSegDetector:
         if self.student is None:
             raise DefectlabError("DeSTSegDetector: call fit (or load) before predict")
         maps = []
-        bs = self.params.predict_batch
         teacher = self._teacher()
         with torch.no_grad(), torch_threads(self.params.num_threads):
-            starts = range(0, len(images), bs)
-            for start in progress(starts, desc="predict") if show_progress else starts:
-                chunk = [match_channels(as_image(im, f"images[{start + i}]"), self.channels)
-                         for i, im in enumerate(images[start:start + bs])]
-                if len({c.shape for c in chunk}) > 1:
-                    raise DefectlabError("predict: images in one batch must share a size")
+            for chunk in image_batches(images, self.params.predict_batch, self.channels, show_progress):
                 feats = teacher(chunk)
                 t = [torch.stack([f[k] for f in feats]).float().to(self.device) for k in range(len(self.params.strides))]
                 x = _to_tensor(chunk).to(self.device)

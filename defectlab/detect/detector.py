@@ -173,12 +173,8 @@ class SegmentationDetector:
         if self.net is None:
             raise DefectlabError("SegmentationDetector: call fit (or load) before predict")
         maps = []
-        bs = self.params.predict_batch
         with torch.no_grad(), torch_threads(self.params.num_threads):
-            starts = range(0, len(images), bs)
-            for start in progress(starts, desc="predict") if show_progress else starts:
-                chunk = [match_channels(as_image(im, f"images[{start + i}]"), self.channels)
-                         for i, im in enumerate(images[start:start + bs])]
+            for chunk in image_batches(images, self.params.predict_batch, self.channels, show_progress):
                 x = torch.from_numpy(np.stack(chunk)).permute(0, 3, 1, 2).to(self.device)
                 maps.append(torch.sigmoid(self.net(x)).cpu().numpy())
         maps = np.concatenate(maps) if maps else np.zeros((0, 0, 0), np.float32)
@@ -203,6 +199,18 @@ class SegmentationDetector:
         det.net.load_state_dict(blob["state"])
         det.net.to(det.device).eval()
         return det
+
+
+def image_batches(images, size: int, channels: int, show_progress: bool = False):
+    """`images` in batches of `size` for `predict`, each image checked and in the detector's channel count; a batch
+    whose images differ in size is a DefectlabError. A progress bar with `show_progress`."""
+    starts = range(0, len(images), size)
+    for start in progress(starts, desc="predict") if show_progress else starts:
+        chunk = [match_channels(as_image(im, f"images[{start + i}]"), channels)
+                 for i, im in enumerate(images[start:start + size])]
+        if len({c.shape for c in chunk}) > 1:
+            raise DefectlabError("predict: images in one batch must share a size")
+        yield chunk
 
 
 def with_overrides(params, overrides: dict, who: str):

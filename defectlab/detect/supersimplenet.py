@@ -27,8 +27,8 @@ import numpy as np
 from ..errors import DefectlabError
 from ..masks import perlin_noise
 from ..progress import progress, tqdm
-from ..sample import Sample, as_image, torch_generator
-from .detector import (match_channels, params_from_state, read_state, state_bytes, torch_threads, training_inputs,
+from ..sample import Sample, torch_generator
+from .detector import (image_batches, params_from_state, read_state, state_bytes, torch_threads, training_inputs,
                        with_overrides, write_state)
 from .mix import check_real_share, defect_chooser
 
@@ -265,15 +265,9 @@ class SuperSimpleNetDetector:
         if self.heads is None:
             raise DefectlabError("SuperSimpleNetDetector: call fit (or load) before predict")
         maps, scores = [], []
-        bs = self.params.predict_batch
         sigma = self.params.map_sigma
         with torch.no_grad(), torch_threads(self.params.num_threads):
-            starts = range(0, len(images), bs)
-            for start in progress(starts, desc="predict") if show_progress else starts:
-                chunk = [match_channels(as_image(im, f"images[{start + i}]"), self.channels)
-                         for i, im in enumerate(images[start:start + bs])]
-                if len({c.shape for c in chunk}) > 1:
-                    raise DefectlabError("predict: images in one batch must share a size")
+            for chunk in image_batches(images, self.params.predict_batch, self.channels, show_progress):
                 logits, score = self.heads(self.heads.adaptor(self.features(chunk)))
                 up = F.interpolate(logits, size=chunk[0].shape[:2], mode="bilinear", align_corners=False)
                 if sigma > 0:
