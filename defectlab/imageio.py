@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -15,12 +16,37 @@ from .sample import as_image
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
-def _open(path: Path) -> Image.Image:
+def refuse_broken_link(path: Path) -> None:
+    """A symbolic link whose target is gone is an error naming both, never a file silently skipped."""
+    if path.is_symlink() and not path.exists():
+        raise DefectlabError(f"{path}: broken symbolic link (to {os.readlink(path)}); fix or remove it")
+
+
+def existing_file(path: Path) -> bool:
+    """`path.is_file()`, except that a broken symbolic link is an error (`refuse_broken_link`), not "no file"."""
+    refuse_broken_link(Path(path))
+    return Path(path).is_file()
+
+
+GREY_DEEP_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+DEEP_SUFFIXES = (".png", ".tif", ".tiff")  # the formats read here that hold more than 8 bits per channel
+
+
+def _is_deep(img: Image.Image) -> bool:
+    """More than 8 bits per channel: a 16- or 32-bit grey mode, or a 16-bit colour image, which PIL decodes to
+    8 bits by keeping each value's high byte (low-bit data would read as black). Read before `load()`."""
+    return img.mode in GREY_DEEP_MODES or (img.mode in ("RGB", "RGBA") and any(";16" in str(t[-1]) for t in img.tile))
+
+
+def _open(path: Path) -> tuple[Image.Image, bool]:
+    """(the decoded image, whether it is deep: `_is_deep`)."""
     path = Path(path)
+    refuse_broken_link(path)
     if not path.is_file():
         raise DefectlabError(f"{path}: file not found")
     try:
         img = Image.open(path)
+        deep = _is_deep(img)
         img.load()  # force decoding so truncated files fail here, not later
     except Image.DecompressionBombError as exc:
         raise DefectlabError(f"{path}: image too large to decode safely ({exc})") from exc
@@ -30,33 +56,78 @@ def _open(path: Path) -> Image.Image:
         raise DefectlabError(f"{path}: holds {img.n_frames} frames or pages; defectlab reads single images only")
     if img.width < 1 or img.height < 1:
         raise DefectlabError(f"{path}: image has no pixels ({img.width} x {img.height})")
-    return img
+    return img, deep
 
 
-def _integer_levels(path: Path, img: Image.Image, arr: np.ndarray) -> float:
-    """Full-scale value of an integer image: 65535 for 16-bit modes and 32-bit integer images (which
-    must hold 16-bit values), 255 otherwise. Values outside that range are refused, never clipped."""
-    full = 65535.0 if img.mode.startswith("I") else 255.0
+def _integer_levels(path: Path, arr: np.ndarray, full: float, kind: str) -> float:
+    """`full`, the full-scale value of an integer image (`kind`: its mode), after checking that its values lie
+    in 0..full (refused, never clipped, otherwise)."""
     lo, hi = (int(arr.min()), int(arr.max())) if arr.size else (0, 0)
     if lo < 0 or hi > full:
-        raise DefectlabError(f"{path}: {img.mode} image values span {lo}..{hi}, outside 0..{int(full)}; "
+        raise DefectlabError(f"{path}: {kind} image values span {lo}..{hi}, outside 0..{int(full)}; "
                              "defectlab reads 8-bit, 16-bit and float [0, 1] images")
     return full
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
+def _deep_pixels(path: Path, img: Image.Image) -> np.ndarray:
+    """The integer values of a deep image, (H, W) or (H, W, 3) RGB, checked to fit 16 bits. A 16-bit colour
+    image is decoded again with OpenCV, which keeps every bit (PIL keeps the high byte)."""
+    if img.mode in GREY_DEEP_MODES:
+        arr = np.asarray(img)
+    else:
+        import cv2
+
+        arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if arr is None or arr.ndim != 3 or arr.dtype != np.uint16:
+            raise DefectlabError(f"{path}: not a readable image (its 16-bit colour could not be decoded)")
+        if arr.shape[2] == 4:
+            if arr[:, :, 3].min() < 65535:
+                raise DefectlabError(f"{path}: image has a transparent alpha channel ({int((arr[:, :, 3] < 65535).sum())} "
+                                     "pixels); flatten it onto a background first")
+            arr = arr[:, :, :3]
+        arr = np.ascontiguousarray(arr[:, :, ::-1])  # OpenCV's BGR -> RGB
+    _integer_levels(path, arr, 65535.0, _deep_kind(img))
+    return arr
+
+
+def _deep_kind(img: Image.Image) -> str:
+    return img.mode if img.mode in GREY_DEEP_MODES else f"16-bit {img.mode}"
+
+
+def peak_deep_value(paths) -> int | None:
+    """The largest pixel value over the images among `paths` with more than 8 bits per channel (each decoded),
+    or None when there is none. Only the headers of the others are read."""
+    peak = None
+    for path in (Path(p) for p in paths):
+        if path.suffix.lower() not in DEEP_SUFFIXES:
+            continue
+        refuse_broken_link(path)
+        try:
+            with Image.open(path) as header:
+                deep = _is_deep(header)
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            raise DefectlabError(f"{path}: not a readable image ({exc})") from exc
+        if deep:
+            arr = _deep_pixels(path, _open(path)[0])
+            peak = max(peak or 0, int(arr.max(initial=0)))
+    return peak
+
+
+def read_image(path: str | os.PathLike, levels: int | None = None) -> np.ndarray:
     """Read an image as float32 (H, W, C) in [0, 1], keeping its channel count (1 or 3).
 
     What is decoded is checked, never clipped or zeroed: 8-bit images are scaled by 255, 16-bit ones
-    (and 32-bit integer ones, whose values must fit 16 bits) by 65535; float images must hold values in
+    (grey or colour; 32-bit integer ones, whose values must fit 16 bits) by `levels`, default 65535 (a data set
+    of 10- or 12-bit camera images passes its own full scale: `Dataset.with_bit_depth`); float images must hold values in
     [0, 1]; a palette image whose colours are all grey is read as grey; an RGBA/LA/PA image whose alpha
     is fully opaque loses its alpha, one with real transparency is refused (there is no background to
     composite on). Multi-page files are refused."""
     path = Path(path)
-    img = _open(path)
-    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        arr = np.asarray(img)
-        return (arr.astype(np.float32) / _integer_levels(path, img, arr))[:, :, None]
+    img, deep = _open(path)
+    if deep:
+        arr = _deep_pixels(path, img)
+        scaled = arr.astype(np.float32) / _integer_levels(path, arr, float(levels or 65535), _deep_kind(img))
+        return scaled[:, :, None] if scaled.ndim == 2 else scaled
     if img.mode == "F":
         arr = np.asarray(img, dtype=np.float32)
         if not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 1:
@@ -89,7 +160,7 @@ def read_mask(path: str | os.PathLike, shape: tuple[int, int] | None = None, thr
     read as empty; 16-bit masks are compared on the 0..65535 scale, float masks must lie in [0, 1]
     (or 0..255)."""
     path = Path(path)
-    img = _open(path)
+    img, _ = _open(path)
     if img.mode == "1":
         mask = np.asarray(img).astype(bool)
     else:
@@ -100,7 +171,7 @@ def read_mask(path: str | os.PathLike, shape: tuple[int, int] | None = None, thr
             arr = arr * 255.0 if arr.max() <= 1 else arr
         elif img.mode.startswith("I"):
             arr = np.asarray(img)
-            full = _integer_levels(path, img, arr)
+            full = _integer_levels(path, arr, 65535.0 if img.mode.startswith("I") else 255.0, img.mode)
             arr = arr.astype(np.float64) / 257.0 if arr.max(initial=0) > 255 and full > 255 else arr
         else:
             arr = np.asarray(img.convert("L"))
@@ -118,7 +189,17 @@ def read_mask(path: str | os.PathLike, shape: tuple[int, int] | None = None, thr
 
 
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
-    """(H, W) of an image file, after decoding and checking it like `read_image`."""
+    """(H, W) of an image file, after decoding and checking it like `read_image` (once per file version)."""
+    try:
+        st = Path(path).stat()
+    except OSError as exc:
+        refuse_broken_link(Path(path))
+        raise DefectlabError(f"{path}: not a readable image ({exc.strerror or exc})") from exc
+    return _decoded_size(str(path), st.st_size, st.st_mtime_ns)
+
+
+@lru_cache(maxsize=4096)
+def _decoded_size(path: str, size: int, mtime_ns: int) -> tuple[int, int]:
     return read_image(path).shape[:2]
 
 

@@ -16,15 +16,16 @@ import csv
 from pathlib import Path
 
 from ..errors import DefectlabError
-from ..imageio import IMAGE_SUFFIXES
+from ..imageio import IMAGE_SUFFIXES, existing_file
 from .records import Dataset, Record
 
 FORMATS = ("mvtec", "btad", "ksdd2", "visa", "magnetic_tile")
 
 
 def _images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                  and not p.name.startswith("."))
+    """The image files of a folder (a broken symbolic link among them is an error, not skipped)."""
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+                  and existing_file(p))
 
 
 def _require_dir(path: Path, what: str) -> Path:
@@ -58,7 +59,7 @@ def read_mvtec(root: str | Path) -> Dataset:
                     mask = None
                     if label != "good":
                         mask = cat / "ground_truth" / label / f"{img.stem}_mask.png"
-                        if not mask.is_file():
+                        if not existing_file(mask):
                             raise DefectlabError(f"{img}: defect image has no mask (expected {mask})")
                     records.append(Record(cat.name, split, label, img.stem, img, mask))
     return _non_empty(Dataset(root, records, "mvtec"))
@@ -78,7 +79,7 @@ def read_btad(root: str | Path) -> Dataset:
                     mask = None
                     if sub == "ko":
                         cands = [cat / "ground_truth" / "ko" / f"{img.stem}{s}" for s in (".png", ".bmp")]
-                        mask = next((c for c in cands if c.is_file()), None)
+                        mask = next((c for c in cands if existing_file(c)), None)
                         if mask is None:
                             raise DefectlabError(f"{img}: defect image has no mask (expected {cands[0]})")
                     records.append(Record(cat.name, split, "good" if sub == "ok" else "ko", img.stem, img, mask))
@@ -97,7 +98,7 @@ def read_ksdd2(root: str | Path) -> Dataset:
             if img.stem.endswith("_GT"):
                 continue
             gt = folder / f"{img.stem}_GT.png"
-            if not gt.is_file():
+            if not existing_file(gt):
                 raise DefectlabError(f"{img}: missing its ground truth {gt.name}")
             defect = bool(read_mask(gt, threshold=0).any())
             records.append(Record("ksdd2", split, "defect" if defect else "good", img.stem, img, gt if defect else None, 0))
@@ -122,11 +123,11 @@ def read_visa(root: str | Path) -> Dataset:
                     raise DefectlabError(f"{split_csv}: line {n}: split must be train/test and label normal/anomaly, "
                                          f"got {row['split']!r}, {row['label']!r}")
                 img = root / row["image"]
-                if not img.is_file():
+                if not existing_file(img):
                     raise DefectlabError(f"{split_csv}: line {n}: image {img} not found")
                 label = "good" if row["label"] == "normal" else "anomaly"
                 mask = root / row["mask"] if row.get("mask") else None
-                if label != "good" and (mask is None or not mask.is_file()):
+                if label != "good" and (mask is None or not existing_file(mask)):
                     raise DefectlabError(f"{split_csv}: line {n}: anomaly {img.name} has no mask file ({mask})")
                 records.append(Record(row["object"], row["split"], label, img.stem, img, mask, 0))
     else:
@@ -137,17 +138,18 @@ def read_visa(root: str | Path) -> Dataset:
             anomaly = base / "Images" / "Anomaly"
             for img in _images(anomaly) if anomaly.is_dir() else []:
                 mask = base / "Masks" / "Anomaly" / f"{img.stem}.png"
-                if not mask.is_file():
+                if not existing_file(mask):
                     raise DefectlabError(f"{img}: defect image has no mask (expected {mask})")
                 records.append(Record(cat.name, "test", "anomaly", img.stem, img, mask, 0))
     return _non_empty(Dataset(root, records, "visa"))
 
 
 def _non_empty(ds: Dataset) -> Dataset:
-    """The data set, refused when it is empty or two records are one image (`Dataset.check_unique`)."""
+    """The data set, refused when it is empty or two records are one image (`Dataset.check_unique`), its 16-bit
+    images read at the bit depth they use (`Dataset.with_bit_depth`)."""
     if not ds.records:
         raise DefectlabError(f"{ds.root}: no images found for the {ds.format} layout")
-    return ds.check_unique()
+    return ds.check_unique().with_bit_depth()
 
 
 def detect_format(root: str | Path) -> str:

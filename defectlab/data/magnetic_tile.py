@@ -19,7 +19,7 @@ DEFECT_TYPES = ("Blowhole", "Break", "Crack", "Fray", "Uneven")
 def read_magnetic_tile(root: str | Path, include_empty_masks: bool = False) -> Dataset:
     """Read the raw layout. Defect images whose mask is empty are skipped unless `include_empty_masks`
     (an empty mask cannot be evaluated at pixel level nor copied)."""
-    from ..imageio import read_mask
+    from ..imageio import existing_file, read_mask
 
     root = Path(root)
     if not root.is_dir():
@@ -33,9 +33,9 @@ def read_magnetic_tile(root: str | Path, include_empty_masks: bool = False) -> D
         imgs = tdir / "Imgs"
         if not imgs.is_dir():
             raise DefectlabError(f"{imgs}: missing Imgs folder")
-        for jpg in sorted(imgs.glob("*.jpg")):
+        for jpg in sorted(p for p in imgs.glob("*.jpg") if existing_file(p)):
             mask = jpg.with_suffix(".png")
-            if not mask.is_file():
+            if not existing_file(mask):
                 raise DefectlabError(f"{jpg}: mask {mask.name} not found beside it")
             if kind == "Free":
                 records.append(Record(CATEGORY, "train", "good", jpg.stem, jpg, None))

@@ -2,14 +2,24 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
 from ..errors import DefectlabError
-from ..imageio import read_image, read_mask
+from ..imageio import image_size, peak_deep_value, read_image, read_mask
+
+NAMED_FILES = 5  # a warning or a note names this many files, then counts the rest
+
+
+def name_files(names) -> str:
+    """"a, b, c" for a few names, "a, b, ... and 7 more" for many."""
+    names = [str(n) for n in names]
+    more = f" and {len(names) - NAMED_FILES} more" if len(names) > NAMED_FILES else ""
+    return ", ".join(names[:NAMED_FILES]) + more
 
 
 @dataclass(frozen=True)
@@ -21,6 +31,7 @@ class Record:
     image_path: Path
     mask_path: Path | None = None
     mask_threshold: int = 127  # mask = value > threshold (VisA and KSDD2 use 0)
+    levels: int | None = None  # full scale of a 16-bit image: the data set's bit depth (`Dataset.with_bit_depth`)
 
     @property
     def key(self) -> str:
@@ -31,7 +42,7 @@ class Record:
         return self.label != "good"
 
     def image(self) -> np.ndarray:
-        return read_image(self.image_path)
+        return read_image(self.image_path, self.levels)
 
     def mask(self, shape: tuple[int, int] | None = None) -> np.ndarray:
         """Bool mask; all False for good images. `shape` checks the size against the image."""
@@ -95,16 +106,43 @@ class Dataset:
             files[real] = r
         return self
 
-    def check_defect_masks(self, category: str | None = None) -> int:
-        """Read every defect mask (of `category`); a data set whose defect masks are all empty is an error
-        (a mask convention defectlab did not understand), not one without defects. Returns how many are empty."""
+    def with_bit_depth(self) -> "Dataset":
+        """The data set with its 16-bit images read on the scale their values use: 2^k - 1 for the smallest k
+        that covers the largest value of any of them (a 12-bit camera's PNGs: 4095), with a warning saying so.
+        One scale for the whole data set, never one per image, which would brighten a dark image. Only the
+        headers of 8-bit files are read."""
+        peak = peak_deep_value(r.image_path for r in self.records)
+        if peak is None or peak > 32767:
+            return self
+        bits = max(1, peak.bit_length())
+        levels = 2 ** bits - 1
+        warnings.warn(f"{self.root}: 16-bit images hold values up to {peak}: read as {bits}-bit (0..{levels}), one "
+                      "scale for the whole data set so that its images stay comparable", stacklevel=2)
+        return Dataset(self.root, [replace(r, levels=levels) for r in self.records], self.format)
+
+    def check_files(self, category: str | None = None) -> list[Record]:
+        """Decode every image (of `category`) and read each defect mask against its image's size, so that a
+        non-image, truncated or zero-byte file or a mask of the wrong size is an error before anything is written;
+        then `check_defect_masks`, whose list of defect records with empty masks it returns."""
+        for r in self.records:
+            if category in (None, r.category):
+                image_size(r.image_path)
+        return self.check_defect_masks(category)
+
+    def check_defect_masks(self, category: str | None = None) -> list[Record]:
+        """Read every defect mask (of `category`, against its image's size); a data set whose defect masks are all
+        empty is an error (a mask convention defectlab did not understand), not one without defects. Some empty
+        (Magnetic Tile has such files) are named in a warning. Returns the defect records whose mask is empty."""
         defects = [r for r in self.records if r.is_defect and category in (None, r.category)]
-        empty = [r for r in defects if not r.mask().any()]
+        empty = [r for r in defects if not r.mask(image_size(r.image_path)).any()]
+        where = f"{category} in {self.root}" if category else str(self.root)
         if defects and len(empty) == len(defects):
-            where = f"{category} in {self.root}" if category else str(self.root)
             raise DefectlabError(f"{empty[0].mask_path}: this and all other {len(defects)} defect masks of {where} "
                                  "are empty; check the mask convention (0/255 or 0/1) and the mask paths")
-        return len(empty)
+        if empty:
+            warnings.warn(f"{len(empty)} of {len(defects)} defect masks of {where} are empty: "
+                          f"{name_files(r.mask_path for r in empty)}", stacklevel=2)
+        return empty
 
     def summary(self) -> dict[str, dict[str, int]]:
         """{category: {"train/good": n, "test/<label>": n, ...}}"""

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +10,7 @@ import numpy as np
 from ..data import Dataset, Record, open_dataset, read_manifest, read_mvtec
 from ..data.writer import MANIFEST
 from ..errors import DefectlabError
+from ..imageio import image_size
 
 CLASS_FROM = ("label", "method")
 
@@ -91,22 +91,6 @@ def _class_name(record: Record, entry: dict | None, class_from: str, root: Path)
         raise DefectlabError(f"{root / MANIFEST}: {record.key} has no synthesis method to use as its class "
                              "(use class_from='label')")
     return str(method)
-
-
-def image_size(path: Path) -> tuple[int, int]:
-    """(H, W) of an image, decoded in full and checked like `imageio.read_image` (once per file version)."""
-    try:
-        st = Path(path).stat()
-    except OSError as exc:
-        raise DefectlabError(f"{path}: not a readable image ({exc.strerror or exc})") from exc
-    return _decoded_size(str(path), st.st_size, st.st_mtime_ns)
-
-
-@lru_cache(maxsize=4096)
-def _decoded_size(path: str, size: int, mtime_ns: int) -> tuple[int, int]:
-    from ..imageio import image_size as decoded
-
-    return decoded(path)
 
 
 def provenance_fields(item: Item) -> dict:
