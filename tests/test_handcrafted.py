@@ -108,13 +108,75 @@ def test_bad_foreground_is_an_error(rgb_image):
         defectlab.create("draem")(rgb_image, np.random.default_rng(0), foreground=np.ones((3, 3), bool))
 
 
-def test_draem_blend_formula(rgb_image):
-    s = defectlab.create("draem")(rgb_image, np.random.default_rng(5))
-    beta = s.meta["drawn"]["beta"]
-    assert 0 <= beta < 0.8
-    # I' = (1 - beta) A + beta I inside the mask: the original is recoverable up to the texture share
-    diff = s.image[s.mask] - beta * rgb_image[s.mask]
-    assert diff.min() >= -1e-5 and diff.max() <= (1 - beta) + 1e-5
+class FixedDraws:
+    """Stands in for the numpy Generator where a method draws only its blend weight: fixed values, so the blended
+    pixel can be computed by hand."""
+
+    def __init__(self, random=0.5, normal=0.5, uniform=0.5):
+        self._random, self._normal, self._uniform = random, normal, uniform
+
+    def random(self):
+        return self._random
+
+    def normal(self, mean, std):
+        return self._normal
+
+    def uniform(self, low, high):
+        return self._uniform
+
+
+def blend_case(monkeypatch, module, texture_value=0.9, image_value=0.2):
+    """A flat grey image, an L-shaped requested mask (its box holds pixels outside it) and a flat texture."""
+    def flat_texture(source, shape, channels, rng, box, n_augment):
+        return np.full((box[2], box[3], channels), texture_value, np.float32), ["none"]
+
+    monkeypatch.setattr(module, "texture_for", flat_texture)
+    image = np.full((20, 24, 1), image_value, np.float32)
+    mask = np.zeros((20, 24), bool)
+    mask[4:12, 5:8] = True
+    mask[9:12, 5:15] = True
+    return image, mask
+
+
+def check_blend(s, image, mask, expect):
+    assert s.image[6, 6, 0] == pytest.approx(expect, abs=1e-6)  # inside the mask
+    np.testing.assert_allclose(s.image[mask], expect, atol=1e-6)
+    assert s.image[5, 12, 0] == image[5, 12, 0]  # in the texture's box, outside the mask: untouched
+    assert np.array_equal(s.image[~mask], image[~mask]) and np.array_equal(s.mask, mask)
+
+
+def test_draem_blend_formula_by_hand(monkeypatch):
+    """DRAEM Sec. 3.2: I' = (1 - beta) A + beta I inside M, beta = 0.8 U. U = 0.5: beta = 0.4, A = 0.9, I = 0.2
+    -> 0.6 * 0.9 + 0.4 * 0.2 = 0.62."""
+    from defectlab.synth.handcrafted import draem
+
+    image, mask = blend_case(monkeypatch, draem)
+    s = defectlab.create("draem")(image, FixedDraws(random=0.5), mask=mask)
+    assert s.meta["drawn"]["beta"] == pytest.approx(0.4)
+    check_blend(s, image, mask, 0.62)
+
+
+def test_glass_blend_clips_beta_by_hand(monkeypatch):
+    """GLASS Sec. 3.4: beta ~ N(0.5, 0.1) clipped to [0.2, 0.8]. A draw of 0.95 -> beta = 0.8:
+    0.2 * 0.9 + 0.8 * 0.2 = 0.34; a draw of 0.3 -> 0.7 * 0.9 + 0.3 * 0.2 = 0.69."""
+    from defectlab.synth.handcrafted import glass_local
+
+    image, mask = blend_case(monkeypatch, glass_local)
+    s = defectlab.create("glass_local")(image, FixedDraws(normal=0.95), mask=mask)
+    assert s.meta["drawn"]["beta"] == pytest.approx(0.8) and s.meta["drawn"]["mask_mode"] == "requested"
+    check_blend(s, image, mask, 0.34)
+    check_blend(defectlab.create("glass_local")(image, FixedDraws(normal=0.3), mask=mask), image, mask, 0.69)
+
+
+def test_memseg_texture_blend_by_hand(monkeypatch):
+    """MemSeg Sec. 3.2: I_A = (1 - M) I + delta M N + (1 - delta) M I. A draw of 0.7 >= structure_prob 0.5 picks the
+    texture anomaly; delta = 0.6: 0.6 * 0.9 + 0.4 * 0.2 = 0.62."""
+    from defectlab.synth.handcrafted import memseg
+
+    image, mask = blend_case(monkeypatch, memseg)
+    s = defectlab.create("memseg")(image, FixedDraws(random=0.7, uniform=0.6), mask=mask)
+    assert s.meta["drawn"]["anomaly"] == "texture" and s.meta["drawn"]["transparency"] == pytest.approx(0.6)
+    check_blend(s, image, mask, 0.62)
 
 
 def test_glass_beta_range():
@@ -132,6 +194,11 @@ def test_anomaly_source_folder(tmp_path, rng):
     write_png(tmp_path / "a.png", rng.random((50, 70, 3), dtype=np.float32))
     tex = AnomalySource(tmp_path).sample((40, 40), np.random.default_rng(0), box=(5, 5, 10, 20))
     assert tex.shape == (10, 20, 3) and tex.dtype == np.uint8
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    write_png(flat / "f.png", np.full((30, 40, 3), [0.8, 0.2, 0.4], np.float32))
+    # the texture comes from the folder's image (any crop of a flat image is flat), not from the bundled photos
+    assert (AnomalySource(flat).sample((40, 40), np.random.default_rng(1), box=(5, 5, 10, 20)) == [204, 51, 102]).all()
     out, names = draem_augment(tex, np.random.default_rng(0))
     assert out.shape == tex.shape and len(set(names)) == 3
     s = defectlab.create("draem", texture_folder=str(tmp_path))(rng.random((40, 40, 3), dtype=np.float32), rng)
