@@ -98,8 +98,14 @@ def test_renoise_option_and_grey_input(tiny, scene):
     ref = _run(tiny, scene)
     cur = _run(tiny, scene, sampler=replace(tiny.sampler, renoise="current"))
     assert not np.array_equal(ref.stages["pixel_edit"], cur.stages["pixel_edit"])
+    for stage in ("free", "latent_edit"):  # the option acts in stage 3 only: the stages before it are the same bytes
+        assert np.array_equal(ref.stages[stage], cur.stages[stage]), stage
     grey = tiny.generate(good[:, :, :1], mask, rng=np.random.default_rng(0), prompt="a washer with a crack")
     assert grey.image.shape == (48, 64, 1)
+    # a grey image runs as its channel repeated to RGB, and the result is that RGB result's channel mean
+    rgb = tiny.generate(np.repeat(good[:, :, :1], 3, axis=2), mask, rng=np.random.default_rng(0),
+                        prompt="a washer with a crack")
+    np.testing.assert_allclose(grey.image, rgb.image.mean(axis=2, keepdims=True), atol=1e-6)
 
 
 def test_bad_inputs_are_refused(tiny, scene):
