@@ -8,6 +8,7 @@ import pytest
 from defectlab import DefectlabError
 from defectlab.data import build_embedded
 from defectlab.detect import DiAD
+from defectlab.resize import resize_image
 from defectlab.weights import missing
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -51,6 +52,9 @@ def test_odd_sized_image_gets_a_map_of_its_own_size(washer):
     odd = np.ascontiguousarray(tests[0][:48, :40])
     assert model.score(odd).shape == (48, 40)
     assert model.reconstruct([odd])[0].shape == (64, 64, 3)
+    # the image is brought to the working size first: its reconstruction (noise included) is the resized image's
+    resized = resize_image(odd, (64, 64))
+    assert np.array_equal(model.reconstruct([odd])[0], model.reconstruct([resized])[0])
     with pytest.raises(DefectlabError, match="share a size"):
         model.predict([odd, tests[0]])
 
