@@ -34,8 +34,9 @@ def test_unet_keeps_any_size_and_channel_count():
         net = CompactUNet(channels, base=4, depth=3).init_weights(torch.Generator().manual_seed(0))
         out = net(torch.rand(2, channels, h, w))
         assert out.shape == (2, h, w)
-        # the head starts at the focal-loss prior, so every pixel begins as "probably good"
-        assert torch.sigmoid(out).mean().item() < 0.05
+        # the head starts at the focal-loss prior 0.01 (RetinaNet): bias logit(0.01) = -ln 99, tiny weights
+        assert net.head.bias.item() == pytest.approx(-np.log(99))
+        assert torch.sigmoid(out).mean().item() == pytest.approx(0.01, abs=0.003)
 
 
 def test_image_scores_is_mean_of_top_k():
@@ -99,7 +100,10 @@ def test_rgb_defects_for_grey_detector_are_converted(rng):
     rgb = _dark_square(np.repeat(goods[0], 3, axis=2), rng)
     det = SegmentationDetector(steps=2, **TINY).fit(goods, [rgb], np.random.default_rng(0), show_progress=False)
     assert det.channels == 1
-    assert det.predict([np.repeat(goods[1], 3, axis=2)])[0].shape == (1, SIZE, SIZE)
+    maps = det.predict([np.repeat(goods[1], 3, axis=2)])[0]
+    assert maps.shape == (1, SIZE, SIZE)
+    # an RGB image of equal channels is read as the grey image it repeats
+    np.testing.assert_allclose(maps, det.predict([goods[1]])[0], atol=1e-6)
 
 
 def test_errors_are_clear(rng):

@@ -129,8 +129,11 @@ def test_dilate_on_latent_grid():
 
 
 def test_gallery_panels():
-    panels, names = masks.gallery((64, 72), np.random.default_rng(0), foreground=ring((64, 72)))
+    fg = ring((64, 72))
+    panels, names = masks.gallery((64, 72), np.random.default_rng(0), foreground=fg)
     assert len(panels) == len(names) >= 8 and all(p.shape == (64, 72, 3) for p in panels)
+    for panel, name in zip(panels[:6], names):  # the mask generators: a non-empty 0/1 mask inside the foreground
+        assert set(np.unique(panel)) == {0.0, 1.0} and not (panel[..., 0] > 0)[~fg].any(), name
 
 
 def test_affine_jitter_place_clip_shrinks_a_mask_from_a_larger_image():
