@@ -14,16 +14,18 @@ import cv2
 import numpy as np
 
 from .errors import DefectlabError
+from .sample import refuse_non_finite
 
 MAX_TRIES = 100  # bound on "retry until non-empty"; hitting it means the foreground is (almost) empty
 
 
 # ---------------------------------------------------------------- foreground helpers
 def foreground_or_all(foreground: np.ndarray | None, shape: tuple[int, int], what: str = "foreground") -> np.ndarray:
-    """The foreground as bool (H, W), all True when None; checks size and that it is non-empty."""
+    """The foreground as bool (H, W), all True when None; checks size, values (no NaN) and that it is non-empty."""
     if foreground is None:
         return np.ones(shape[:2], bool)
     fg = np.asarray(foreground)
+    refuse_non_finite(fg, what)
     if fg.ndim == 3 and fg.shape[2] == 1:
         fg = fg[:, :, 0]
     if fg.shape != tuple(shape[:2]):

@@ -57,9 +57,18 @@ def as_image(image: np.ndarray, what: str = "image") -> np.ndarray:
     return arr
 
 
+def refuse_non_finite(arr: np.ndarray, what: str) -> None:
+    """A float mask or foreground holding NaN / inf is an error: as bool a NaN is True (an all-NaN foreground
+    would be the whole image), compared with 0 it is False."""
+    if arr.dtype.kind in "fc" and not np.isfinite(arr).all():
+        raise DefectlabError(f"{what}: {int((~np.isfinite(arr)).sum())} NaN or infinite value(s); a mask or "
+                             "foreground must be bool or 0/1")
+
+
 def as_mask(mask: np.ndarray, shape: tuple[int, int], what: str = "mask") -> np.ndarray:
     """Check a mask against an image's (H, W) and return it as bool (H, W)."""
     arr = np.asarray(mask)
+    refuse_non_finite(arr, what)
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
     if arr.shape != tuple(shape):

@@ -139,7 +139,8 @@ class SyntheticDefects(TorchDataset):
                 self.foregrounds = [foreground_for(r, img) for r, img in zip(self.auto_records, self.goods)]
                 self.auto_records = None
         if self.foregrounds is not None:
-            self.foregrounds = [self._sized_mask(f) for f in self.foregrounds]
+            self.foregrounds = [self._sized_mask(f, f"SyntheticDefects: foregrounds[{i}]")
+                                for i, f in enumerate(self.foregrounds)]
         self.length = len(self.goods) if length is None else int(length)
         if self.length < 1:
             raise DefectlabError(f"SyntheticDefects: length must be >= 1, got {self.length}")
@@ -159,11 +160,12 @@ class SyntheticDefects(TorchDataset):
             self.channels = img.shape[2]
         return _match_channels(img, self.channels)
 
-    def _sized_mask(self, fg):
-        """Foreground i as bool, resized like the images."""
+    def _sized_mask(self, fg, what: str):
+        """A foreground as bool (checked: no NaN, not empty), resized like the images."""
+        from ..masks import foreground_or_all
         from ..resize import resize_mask
 
-        fg = np.asarray(fg, bool)
+        fg = foreground_or_all(fg, np.shape(fg)[:2], what)
         if self.size is not None and fg.shape != (self.size, self.size):
             fg = resize_mask(fg, self.size)
         return fg
