@@ -193,6 +193,7 @@ def load_training_data(data: str = "embedded", path: str | Path | None = None, c
     """The few-shot split of any data set `open_dataset` reads (`data` = "embedded", "auto" or a format name:
     mvtec, btad, ksdd2, visa, magnetic_tile; MVTec-layout exports read as "mvtec")."""
     from ..data import FORMATS, build_embedded, few_shot_split, foreground_for, open_dataset
+    from ..data.split import check_support_masks
     from ..sample import Sample
 
     if data == "embedded" and path is None:
@@ -206,10 +207,13 @@ def load_training_data(data: str = "embedded", path: str | Path | None = None, c
     category = category or ds.categories()[0]
     if category not in ds.categories():
         raise DefectlabError(f"{root}: no category {category!r}; it has {', '.join(ds.categories())}")
+    empty = ds.check_defect_masks(category)  # all empty: an error naming the files, as in the benchmark
     split = few_shot_split(ds, category, shots=auto_shots(ds, category) if shots == "auto" else shots, seed=seed)
+    check_support_masks(split, empty, seed)
     goods = [r.image() for r in split.good_train]
     fgs = [foreground_for(r, g) for r, g in zip(split.good_train, goods)]
-    defects = [Sample(*r.load(), {"label": r.label, "category": r.category, "source": r.key}) for r in split.support]
+    defects = [Sample(*r.load(), {"label": r.label, "category": r.category, "source": r.key}) for r in split.support
+               if r.key not in {e.key for e in empty}]
     return TrainingData(goods, fgs, defects, category, root, [r.key for r in split.heldout], list(split.heldout))
 
 

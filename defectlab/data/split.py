@@ -60,6 +60,17 @@ def few_shot_split(dataset: Dataset, category: str, shots: int, seed: int = 0,
     return split
 
 
+def check_support_masks(split: FewShotSplit, empty: list[Record], seed: int) -> None:
+    """Refuse a split whose few-shot defects all have empty masks (`empty`, from `Dataset.check_defect_masks`):
+    training would get no defect pixel at all."""
+    from .records import name_files
+
+    empty_keys = {r.key for r in empty}
+    if split.support and all(r.key in empty_keys for r in split.support):
+        raise DefectlabError(f"the few-shot defects given to training all have empty masks (seed {seed}: "
+                             f"{name_files(r.mask_path for r in split.support)}); choose another seed or more shots")
+
+
 def check_disjoint(split: FewShotSplit, root=None) -> None:
     """Every image (compared by key and by the real path of the file that is loaded) in one part of the
     split, once. A real check, not an `assert` (which `python -O` removes)."""
