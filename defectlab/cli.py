@@ -49,9 +49,12 @@ def run_export(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=2, sort_keys=True))
     else:
+        n_empty = summary["empty_defect_masks"]
+        empty = (f"; {n_empty} defect image{'s have empty masks' if n_empty > 1 else ' has an empty mask'}: exported "
+                 "without annotations" if n_empty else "")
         print(f"exported {summary['images']} images ({summary['defect_images']} defect, {summary['good_images']} good), "
               f"{summary['instances']} instances of {len(summary['classes'])} classes as {summary['format']} "
-              f"to {summary['out']}")
+              f"to {summary['out']}{empty}")
     return 0
 
 

@@ -20,16 +20,22 @@ from .errors import DefectlabError
 from .imageio import apply_umask, atomic_write_bytes
 
 
+def check_outside(out_dir: Path, protect: Path) -> None:
+    """Refuse an output folder that contains or lies inside `protect` (the input): what is written there would be
+    read back as input next time, and replacing it would delete what is being read."""
+    a, b = Path(out_dir).resolve(), Path(protect).resolve()
+    if a == b or a in b.parents or b in a.parents:
+        raise DefectlabError(f"{out_dir}: the output folder must not contain or lie inside the input {protect}")
+
+
 def check_destination(out_dir: Path, overwrite: bool, *, protect: Path | None = None, owner: str | None = None) -> None:
     """Refuse an existing output (unless `overwrite`) and any output that contains or lies inside
-    `protect` (the input: replacing it would delete what is being read). With `owner` (the name of the
-    listing file a previous `staged_folder(owner=...)` wrote), `overwrite` replaces a folder only when
-    it is empty or every file in it is one that listing names: unrelated files are never deleted."""
+    `protect` (`check_outside`). With `owner` (the name of the listing file a previous
+    `staged_folder(owner=...)` wrote), `overwrite` replaces a folder only when it is empty or every
+    file in it is one that listing names: unrelated files are never deleted."""
     out_dir = Path(out_dir)
     if protect is not None:
-        a, b = out_dir.resolve(), Path(protect).resolve()
-        if a == b or a in b.parents or b in a.parents:
-            raise DefectlabError(f"{out_dir}: the output folder must not contain or lie inside the input {protect}")
+        check_outside(out_dir, protect)
     if out_dir.exists() or out_dir.is_symlink():
         if not out_dir.is_dir() or out_dir.is_symlink():
             raise DefectlabError(f"{out_dir}: exists and is not a folder")

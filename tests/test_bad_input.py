@@ -473,3 +473,162 @@ def test_hub_weights_can_be_pinned_to_a_revision(monkeypatch):
     with pytest.raises(Stop):
         CLIPPromptEncoder("org/model", revision="0123abcd")
     assert seen == [("vae", "0123abcd"), ("tokenizer", "0123abcd")]
+
+
+# ------------------------------------------------------------- reliability leftovers (issue #37, item 4)
+FAST_BENCH = dict(format="mvtec", shots=1, seeds=[0], size=32, steps=2, n_synthetic=2, quality="none", threads=1,
+                  show_progress=False, detector_name="unet", detector={"base_channels": 4, "depth": 2, "batch_size": 2})
+
+
+def test_16_bit_images_that_use_only_the_low_bits_are_read_at_the_data_sets_bit_depth(tmp_path):
+    from defectlab.data import open_dataset
+
+    root = make_mvtec(tmp_path / "data")
+    eight_bit = {r.key: r.image() for r in open_dataset(root)}
+    for path in (p for p in root.rglob("*.png") if "ground_truth" not in p.parts):
+        values = np.asarray(Image.open(path)).astype(np.uint32)
+        save(path, (values * 4095 // 255).astype(np.uint16))  # what a 12-bit camera writes: the same picture on 0..4095
+    dark = save(root / "widget" / "test" / "good" / "001.png", np.full((32, 32), 100, np.uint16))
+    with pytest.warns(UserWarning, match=r"data: 16-bit images hold values up to \d+: read as 12-bit \(0\.\.4095\)"):
+        ds = open_dataset(root)
+    for r in ds:
+        if r.image_path == dark:  # the data set's scale, not the image's own: a dark image stays dark
+            assert np.allclose(r.image(), 100 / 4095)
+        else:
+            assert np.allclose(r.image(), eight_bit[r.key], atol=1 / 4000)
+
+
+def test_a_broken_symbolic_link_is_refused_by_name_not_skipped(tmp_path):
+    from defectlab.benchmark import run_benchmark
+    from defectlab.data import open_dataset
+    from defectlab.export import export
+
+    root = make_mvtec(tmp_path / "data")
+    link = root / "widget" / "test" / "good" / "gone.png"
+    os.symlink(tmp_path / "nowhere.png", link)
+    named = r"gone\.png: broken symbolic link \(to .*nowhere\.png\)"
+    with pytest.raises(DefectlabError, match=named):
+        open_dataset(root)
+    with pytest.raises(DefectlabError, match=named):
+        export(root, "coco", tmp_path / "coco")
+    with pytest.raises(DefectlabError, match=named):
+        run_benchmark(root, "widget", ["cutpaste"], tmp_path / "bench", **FAST_BENCH)
+    assert not (tmp_path / "coco").exists() and not (tmp_path / "bench").exists()
+    link.unlink()
+    mask = root / "widget" / "ground_truth" / "crack" / "001_mask.png"
+    mask.unlink()
+    os.symlink(tmp_path / "lost_mask.png", mask)
+    with pytest.raises(DefectlabError, match=r"001_mask\.png: broken symbolic link"):
+        open_dataset(root)
+
+
+def test_an_empty_defect_mask_counts_at_image_level_and_adds_no_pixels():
+    from defectlab.metrics.detection import evaluate
+
+    masks = np.zeros((4, 8, 8), bool)  # two good images, a defect with its mask, a defect whose mask is empty
+    masks[2, 2:4, 2:4] = True
+    maps = np.zeros((4, 8, 8))
+    maps[2, 2:4, 2:4], maps[3] = 0.8, 0.9
+    got = evaluate(masks, maps, labels=[False, False, True, True], top_k=4)
+    assert got["image_auroc"] == 1.0  # the hot unannotated defect is a hit, not a false alarm
+    assert got["pixel_ap"] == 1.0  # its 64 hot pixels are neither defect nor good pixels
+    by_masks = evaluate(masks, maps, top_k=4)  # labels from the masks: a good image, 64 good pixels above the defect
+    assert by_masks["image_auroc"] < 1.0 and by_masks["pixel_ap"] < 1.0
+    with pytest.raises(DefectlabError, match="image 2 is labelled good but its mask has 4 defect pixels"):
+        evaluate(masks, maps, labels=[False, False, False, True])
+
+
+def test_defect_images_with_empty_masks_among_others_are_named_and_counted(tmp_path, capsys, one_torch_thread):
+    from defectlab.benchmark import run_benchmark
+    from defectlab.cli import main
+    from defectlab.data import few_shot_split, open_dataset
+
+    root = make_mvtec(tmp_path / "data", n_defect=4)
+    for i in (1, 2):
+        save(root / "widget" / "ground_truth" / "crack" / f"{i:03d}_mask.png", np.zeros((32, 32), np.uint8))
+    named = r"2 of 4 defect masks of widget .* are empty: .*001_mask\.png, .*002_mask\.png"
+    with pytest.warns(UserWarning, match=named):
+        assert [r.name for r in open_dataset(root).check_defect_masks("widget")] == ["001", "002"]
+    with pytest.warns(UserWarning, match=r"2 of 4 defect masks are empty: .*001_mask\.png, .*002_mask\.png"):
+        assert main(["export", "--input", str(root), "--format", "coco", "--out", str(tmp_path / "coco")]) == 0
+    out = capsys.readouterr().out
+    assert "4 defect" in out and "2 defect images have empty masks: exported without annotations" in out
+    ds = open_dataset(root)
+    drew_empty = {s: few_shot_split(ds, "widget", 1, s).support[0].name in ("001", "002") for s in range(20)}
+    empty_support = next(s for s, empty in drew_empty.items() if empty)
+    seed = next(s for s, empty in drew_empty.items() if not empty)
+    with pytest.warns(UserWarning, match=named), pytest.raises(
+            DefectlabError, match=r"few-shot defects given to training all have empty masks \(seed \d+: .*_mask\.png\)"):
+        run_benchmark(root, "widget", ["cutpaste"], tmp_path / "bench", **dict(FAST_BENCH, seeds=[empty_support]))
+    assert not (tmp_path / "bench").exists()
+    with pytest.warns(UserWarning, match=named):
+        results = run_benchmark(root, "widget", ["cutpaste"], tmp_path / "bench", **dict(FAST_BENCH, seeds=[seed]))
+    assert results["empty_defect_masks"]["images"] == ["widget/test/crack/001", "widget/test/crack/002"]
+    md = (tmp_path / "bench" / "results.md").read_text()
+    assert "2 defect images have empty masks (widget/test/crack/001, widget/test/crack/002): counted as defective " \
+           "for image metrics, contribute no pixels" in md
+
+
+def test_a_nan_foreground_is_an_error_not_everywhere():
+    from defectlab import create
+    from defectlab.data import SyntheticDefects
+
+    img = np.random.default_rng(0).random((32, 32, 1)).astype(np.float32)
+    nan = np.full((32, 32), np.nan, np.float32)
+    with pytest.raises(DefectlabError, match=r"cutpaste foreground: 1024 NaN or infinite value\(s\)"):
+        create("cutpaste")(img, np.random.default_rng(0), foreground=nan)
+    with pytest.raises(DefectlabError, match=r"SyntheticDefects: foregrounds\[1\]: 1024 NaN or infinite value\(s\)"):
+        SyntheticDefects([img, img], "cutpaste", foregrounds=[np.ones((32, 32), bool), nan])
+
+
+def test_benchmark_out_inside_the_data_set_is_refused(tmp_path, capsys):
+    root = make_mvtec(tmp_path / "data")
+    before = sorted(root.rglob("*"))
+    inside = root / "widget" / "test" / "good"
+    code, err = cli(capsys, *BENCH, "--data", root, "--out", inside, "--overwrite")
+    assert code == 2 and f"{inside}: the output folder must not contain or lie inside the input {root}" in err
+    assert sorted(root.rglob("*")) == before
+
+
+def test_adabldm_train_on_empty_masks_names_them(tmp_path, capsys):
+    from defectlab.adabldm import train
+    from defectlab.data import few_shot_split, open_dataset
+
+    root = make_mvtec(tmp_path / "data", mask_value=0)
+    assert train.main(["--data", "mvtec", "--path", str(root), "--shots", "1", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "000_mask.png: this and all other 3 defect masks of widget" in err and "vanishes" not in err
+    root = make_mvtec(tmp_path / "some", n_defect=2)
+    save(root / "widget" / "ground_truth" / "crack" / "001_mask.png", np.zeros((32, 32), np.uint8))
+    with pytest.warns(UserWarning):
+        ds = open_dataset(root)
+        seed = next(s for s in range(20) if few_shot_split(ds, "widget", 1, s).support[0].name == "001")
+        assert train.main(["--data", "mvtec", "--path", str(root), "--shots", "1", "--seed", str(seed),
+                           "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "the few-shot defects given to training all have empty masks" in err and "001_mask.png" in err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("non-image", r"test/good/001\.png: not a readable image"),
+    ("truncated", r"test/good/001\.png: not a readable image"),
+    ("zero-byte", r"test/good/001\.png: not a readable image"),
+    ("size mismatch", r"001_mask\.png: mask size \(16, 16\) differs from its image \(64, 64\)"),
+])
+def test_benchmark_checks_every_image_before_writing_anything(tmp_path, damage, message):
+    from defectlab.benchmark import run_benchmark
+
+    root = make_mvtec(tmp_path / "data", size=64)
+    image = root / "widget" / "test" / "good" / "001.png"
+    if damage == "non-image":
+        image.write_text("not a picture")
+    elif damage == "truncated":
+        image.write_bytes(image.read_bytes()[:150])
+    elif damage == "zero-byte":
+        image.write_bytes(b"")
+    else:
+        save(root / "widget" / "ground_truth" / "crack" / "001_mask.png", np.full((16, 16), 255, np.uint8))
+    with pytest.raises(DefectlabError, match=message):
+        run_benchmark(root, "widget", ["cutpaste"], tmp_path / "bench", **FAST_BENCH)
+    assert not (tmp_path / "bench").exists()  # nothing left to be refused as "an interrupted benchmark" later

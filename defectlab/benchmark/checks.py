@@ -22,9 +22,11 @@ def _open_dataset(cfg: BenchmarkConfig):
 
 
 def validate_config(cfg: BenchmarkConfig):
-    """Every check that can fail before any training; returns (dataset, {seed: split})."""
+    """Every check that can fail before any training (every image decoded, every mask read: nothing is written
+    before a bad file is found); returns (dataset, {seed: split}, the defect records whose mask is empty)."""
     from .. import methods
     from ..data import few_shot_split
+    from ..data.split import check_support_masks
     from ..limits import check_int, check_side
     from ..paramcheck import check_overrides
 
@@ -72,10 +74,12 @@ def validate_config(cfg: BenchmarkConfig):
         raise DefectlabError(f"{dataset.root}: category {cfg.category!r} has no defect images to test on")
     records = dataset.filter(category=cfg.category).records
     _check_memory(cfg, len(records), records[0].image().shape[2])
-    dataset.check_defect_masks(cfg.category)  # all empty: a mask convention not understood, not "no defects"
+    empty_masks = dataset.check_files(cfg.category)  # all empty: a mask convention not understood, not "no defects"
     splits = {s: few_shot_split(dataset, cfg.category, cfg.shots, seed=s) for s in cfg.seeds}
+    for s, split in splits.items():
+        check_support_masks(split, empty_masks, s)
     check_transfer(cfg, dataset)
-    return dataset, splits
+    return dataset, splits, empty_masks
 
 
 def _check_memory(cfg: BenchmarkConfig, n_images: int, channels: int) -> None:

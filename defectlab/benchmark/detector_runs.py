@@ -118,18 +118,19 @@ def _test_and_record(run, seed, cfg, prepared, maps, scores, top_k, train_second
     from ..metrics.detection import evaluate
 
     masks = np.stack(prepared.test_masks)
+    defective = np.array([lab != "good" for lab in prepared.test_labels])  # an empty defect mask: defective, no pixels
     metrics = {k: (float(v) if v is not None else None) for k, v in
-               evaluate(masks, maps, scores=scores, top_k=top_k).items()}
+               evaluate(masks, maps, scores=scores, top_k=top_k, labels=defective).items()}
     grid = _grid_indices(prepared, cfg.grid_images)
     buf = io.BytesIO()
     np.savez_compressed(buf, maps=maps[grid].astype(np.float16), index=np.asarray(grid))
     atomic_write_bytes(run_file(out, run, seed).with_suffix(".npz"), buf.getvalue())
-    save_image_stats(out, run, seed, masks, maps)  # for the quality <-> detection bootstrap
+    save_image_stats(out, run, seed, masks, maps, defective)  # for the quality <-> detection bootstrap
     result = {"run": run, "method": run.split("+")[0], "seed": seed, "metrics": metrics,
               "by_type": _by_type(prepared.test_labels, masks, maps, scores, top_k),
               "train_goods": len(prepared.goods), "split": prepared.meta, **extra,
               "train_seconds": round(train_seconds, 2), "test_seconds": round(test_seconds, 2),
-              "curves": pr_curves(masks, maps, scores)}
+              "curves": pr_curves(masks, maps, scores, labels=defective)}
     write_json(run_file(out, run, seed), result)
     return result
 
@@ -145,6 +146,7 @@ def _by_type(labels: list[str], masks, maps, scores, top_k: int) -> dict:
     out = {}
     for label in sorted(set(labels) - {"good"}):
         idx = [i for i, lab in enumerate(labels) if lab in ("good", label)]
-        m = evaluate(masks[idx], maps[idx], scores=np.asarray(scores)[idx], top_k=top_k)
+        m = evaluate(masks[idx], maps[idx], scores=np.asarray(scores)[idx], top_k=top_k,
+                     labels=[labels[i] != "good" for i in idx])
         out[label] = {k: (float(m[k]) if m.get(k) is not None else None) for k in BY_TYPE}
     return out

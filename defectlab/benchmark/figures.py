@@ -18,12 +18,15 @@ def downsample_curve(x: np.ndarray, y: np.ndarray, points: int = 200) -> tuple[l
     return [round(float(v), 5) for v in x[idx]], [round(float(v), 5) for v in y[idx]]
 
 
-def pr_curves(masks: np.ndarray, maps: np.ndarray, scores: np.ndarray, bins: int = 1000) -> dict:
+def pr_curves(masks: np.ndarray, maps: np.ndarray, scores: np.ndarray, bins: int = 1000, labels=None) -> dict:
     """Image-level and pixel-level precision-recall curves. Pixels are counted in `bins` score bins
-    (maps are probabilities in [0, 1]) instead of sorted: millions of pixels take one pass."""
-    labels = masks.reshape(len(masks), -1).any(axis=1)
+    (maps are probabilities in [0, 1]) instead of sorted: millions of pixels take one pass. `labels` as in
+    `metrics.detection.evaluate` (a defect image whose mask is empty adds no pixels)."""
+    from ..metrics.detection import image_labels
+
+    labels, scored = image_labels(masks, labels)
     out = {}
-    for level, (y, s) in {"image": (labels, scores), "pixel": (masks.ravel(), maps.ravel())}.items():
+    for level, (y, s) in {"image": (labels, scores), "pixel": (masks[scored].ravel(), maps[scored].ravel())}.items():
         if not y.any() or y.all():
             continue
         edges = np.linspace(0, 1, bins + 1) if level == "pixel" else np.unique(s)

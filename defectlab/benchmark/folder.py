@@ -129,10 +129,10 @@ def stats_file(out: Path, run: str, seed: int) -> Path:
     return out / "runs" / f"{run}__seed{seed}.stats.npz"
 
 
-def save_image_stats(out: Path, run: str, seed: int, masks, maps) -> None:
+def save_image_stats(out: Path, run: str, seed: int, masks, maps, labels=None) -> None:
     """Per-image pixel histograms and region scores of a run (`detection.image_stats`), for the bootstrap."""
     from ..metrics.detection import image_stats
 
     buf = io.BytesIO()
-    np.savez_compressed(buf, **image_stats(masks, maps))
+    np.savez_compressed(buf, **image_stats(masks, maps, labels=labels))
     atomic_write_bytes(stats_file(out, run, seed), buf.getvalue())

@@ -8,12 +8,14 @@ from typing import Sequence
 
 from ..imageio import atomic_write_bytes
 from ..progress import progress, tqdm
+from ..staging import check_outside
 from .checks import validate_config
 from .config import BenchmarkConfig
 from .correlation import quality_correlations
 from .figures import write_plots
 from .folder import prepare_out, write_json
-from .results import load_runs, paired_statistics, quality_records, results_markdown, package_versions
+from .results import (empty_masks_record, load_runs, package_versions, paired_statistics, quality_records,
+                      results_markdown)
 from .runs import run_seed
 from .tables import summarize
 from .transfer import benchmark_fingerprint, transfer_sources
@@ -65,9 +67,11 @@ def _run_benchmark(data, category, methods, out, *, format, shots, seeds, size, 
                           patchcore=bool(patchcore), diad=bool(diad), embedded=dict(embedded or {}),
                           method_params={m: dict(v) for m, v in (method_params or {}).items()}, command=command,
                           transfer_from=transfer_from or None, transfer_types=list(transfer_types or []))
-    dataset, splits = validate_config(cfg)
-    sources = transfer_sources(cfg, dataset, splits)
     out = Path(out)
+    if cfg.data:
+        check_outside(out, cfg.data)  # plots written into the data set would be read as test images next time
+    dataset, splits, empty_masks = validate_config(cfg)
+    sources = transfer_sources(cfg, dataset, splits)
     prepare_out(out, asdict(cfg), overwrite, benchmark_fingerprint(cfg, dataset, splits, sources))
     cache = ImageCache(cfg.size, keep_aspect=cfg.keep_aspect)
     total = len(cfg.seeds) * len(cfg.run_names())
@@ -80,6 +84,7 @@ def _run_benchmark(data, category, methods, out, *, format, shots, seeds, size, 
     results = {"config": asdict(cfg), "format": dataset.format, "machine": machine_info(), "versions": package_versions(),
                "wall_seconds": round(time.time() - t0, 1),
                "compute_seconds": round(sum(r["train_seconds"] + r["test_seconds"] for r in runs), 1),
+               "empty_defect_masks": empty_masks_record(empty_masks),
                "runs": [{k: v for k, v in r.items() if k != "curves"} for r in runs],
                "summary": summary, "quality": qual, "quality_runs": quality_records(cfg, out),
                "correlation": quality_correlations(cfg, summary, qual, out), **paired_statistics(cfg, runs)}

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.records import name_files
 from ..metrics.correlation import MIN_METHODS, TOO_FEW
 from ..metrics.paired import EXACT_MAX_SEEDS, min_attainable_p, seeds_needed
 from .config import DIAD, FEWSHOT, PATCHCORE, BenchmarkConfig, base_method, scores_itself
@@ -137,6 +138,22 @@ def paired_section(results: dict) -> list[str]:
     return lines
 
 
+EMPTY_MASKS_COUNTED = ("counted as defective for image metrics, contribute no pixels to the pixel metrics, "
+                       "and are left out of the real defects given to training")
+
+
+def empty_masks_record(records) -> dict | None:
+    """results.json's `empty_defect_masks`: the defect images whose mask is empty and how they were counted."""
+    keys = [r.key for r in records]
+    return {"count": len(keys), "images": keys, "counted": EMPTY_MASKS_COUNTED} if keys else None
+
+
+def empty_masks_note(record: dict) -> str:
+    n = record["count"]
+    return (f"{n} defect image{'s have' if n > 1 else ' has'} empty masks ({name_files(record['images'])}): "
+            f"{record['counted']}.")
+
+
 def results_markdown(cfg: BenchmarkConfig, results: dict) -> str:
     s = results["summary"]
     lines = [f"# Downstream detection: `{cfg.category}`", ""]
@@ -155,6 +172,7 @@ def results_markdown(cfg: BenchmarkConfig, results: dict) -> str:
               f"{cfg.n_synthetic} synthetic defects per method. Test set (seed {cfg.seeds[0]}): "
               f"{split.get('heldout', '?')} held-out real defects + {split.get('good_test', '?')} good images; "
               f"training: {split.get('good_train', '?')} good images.", "",
+              *([empty_masks_note(results["empty_defect_masks"]), ""] if results.get("empty_defect_masks") else []),
               "## Detection (mean ± std over seeds) and quality of each method's synthetic defects", "",
               markdown_table(s, results["quality"], cfg.run_names()), "",
               "`fewshot`: the real support defects only; `<method>`: its synthetic defects only; "

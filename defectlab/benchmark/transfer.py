@@ -22,7 +22,7 @@ def check_transfer(cfg: BenchmarkConfig, dataset) -> None:
         if source not in dataset.categories():
             raise DefectlabError(f"--transfer-from: unknown category {source!r} in {dataset.root}; "
                                  f"found: {', '.join(sorted(dataset.categories()))}")
-        dataset.check_defect_masks(source)
+        dataset.check_files(source)
     known = dataset.defect_types(source)
     if not known:
         raise DefectlabError(f"--transfer-from {source}: the category has no defect images to learn from")

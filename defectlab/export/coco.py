@@ -32,7 +32,7 @@ def write_coco(source: Source, stage: Path, opts: ExportOptions) -> dict:
         if not item.is_defect:
             continue
         instances = mask_instances(item.mask(), opts.merge_distance)
-        counts.empty_defect_masks += not instances
+        counts.count_empty(item.record.mask_path, instances)
         for inst in instances:
             ann_id += 1
             holes = inst.has_holes

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import os
+import warnings
 from functools import partial
 from pathlib import Path
 
+from ..data.records import name_files
 from ..errors import DefectlabError
 from .coco import write_coco
 from .mvtec import write_mvtec
@@ -32,7 +34,7 @@ def export(input_dir: str | os.PathLike, format: str, out_dir: str | os.PathLike
     The output appears complete or not at all; an existing `out_dir` needs `overwrite=True`, which
     replaces a previous export (files named in its `.defectlab-export.json`) and never other files.
     Every image is decoded once and checked (a truncated or unreadable file is an error, not a copy);
-    a data set whose defect masks are all empty is an error.
+    a data set whose defect masks are all empty is an error, some empty ones are named in a warning.
     Returns a summary: image / instance counts per kind and split, class names, output path."""
     if format not in WRITERS:
         raise DefectlabError(f"unknown export format {format!r}; known: {', '.join(FORMATS)}")
@@ -53,6 +55,10 @@ def export(input_dir: str | os.PathLike, format: str, out_dir: str | os.PathLike
         if counts["defect_images"] and counts["empty_defect_masks"] == counts["defect_images"]:
             raise DefectlabError(f"{input_dir}: all {counts['defect_images']} defect masks are empty (e.g. "
                                  f"{_first_defect_mask(source)}); check the mask convention (0/255 or 0/1) and paths")
+    if counts["empty_defect_masks"]:  # real data has some (Magnetic Tile): named, not refused
+        warnings.warn(f"{input_dir}: {counts['empty_defect_masks']} of {counts['defect_images']} defect masks are "
+                      f"empty: {name_files(counts['empty_defect_mask_files'])}; those images are exported without "
+                      "annotations", stacklevel=2)
     return {"format": format, "input": str(input_dir), "out": str(out_dir), "classes": list(source.classes),
             "class_from": class_from, "merge_distance": merge_distance, "provenance": source.has_manifest, **counts}
 

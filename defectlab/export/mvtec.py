@@ -39,7 +39,7 @@ def write_mvtec(source: Source, stage: Path, opts: ExportOptions) -> dict:
             instances = mask_instances(mask, opts.merge_distance)
             counts.instances += len(instances)
             counts.instances_with_holes += sum(inst.has_holes for inst in instances)
-            counts.empty_defect_masks += not instances
+            counts.count_empty(r.mask_path, instances)
             rel_mask = f"{r.category}/ground_truth/{label}/{r.name}_mask.png"
             data = encode_png(mask)
             atomic_write_bytes(stage / rel_mask, data)

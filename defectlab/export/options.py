@@ -25,7 +25,14 @@ class Counts:
     instances: int = 0
     instances_with_holes: int = 0
     empty_defect_masks: int = 0  # defect images whose mask has no pixel: exported without labels
+    empty_defect_mask_files: list = field(default_factory=list)  # their mask files, for the warning
     splits: dict = field(default_factory=dict)
+
+    def count_empty(self, mask_path: Path, instances: list) -> None:
+        """A defect image without instances (its mask is empty) is exported without annotations: counted, named."""
+        if not instances:
+            self.empty_defect_masks += 1
+            self.empty_defect_mask_files.append(str(mask_path))
 
     def add_image(self, split: str, is_defect: bool) -> None:
         self.images += 1

@@ -29,7 +29,7 @@ def write_yolo(source: Source, stage: Path, opts: ExportOptions, *, segment: boo
         lines = []
         if item.is_defect:
             instances = mask_instances(item.mask(), opts.merge_distance)
-            counts.empty_defect_masks += not instances
+            counts.count_empty(item.record.mask_path, instances)
             for inst in instances:
                 counts.instances += 1
                 counts.instances_with_holes += inst.has_holes

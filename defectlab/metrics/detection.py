@@ -50,6 +50,23 @@ def _checked(masks, maps) -> tuple[np.ndarray, np.ndarray]:
     return _stack_masks(masks, m.shape), m
 
 
+def image_labels(masks: np.ndarray, labels=None) -> tuple[np.ndarray, np.ndarray]:
+    """(each image's label, whether its pixels are scored) for N bool masks. Labels default to "the mask has a
+    defect pixel". A defect image (label True) whose mask is empty counts at image level and adds no pixels to
+    the pixel metrics: where its defect lies is unknown, so its pixels are neither defect nor good pixels."""
+    annotated = masks.reshape(len(masks), -1).any(axis=1)
+    if labels is None:
+        return annotated, np.ones(len(masks), bool)
+    labels = np.asarray(labels, bool).ravel()
+    if labels.shape != annotated.shape:
+        raise DefectlabError(f"labels: expected {len(annotated)} image labels, got {labels.size}")
+    wrong = np.flatnonzero(annotated & ~labels)
+    if wrong.size:
+        raise DefectlabError(f"labels: image {wrong[0]} is labelled good but its mask has "
+                             f"{int(masks[wrong[0]].sum())} defect pixels")
+    return labels, labels == annotated
+
+
 # ---------------------------------------------------------------- image level
 
 def image_scores(maps, top_k: int = 100) -> np.ndarray:
@@ -306,18 +323,21 @@ def pr_curve(masks, maps, level: str = "pixel", scores=None, top_k: int = 100) -
     return PRCurve(p, r, t, average_precision(labels, s))
 
 
-def evaluate(masks, maps, scores=None, top_k: int = 100) -> dict:
+def evaluate(masks, maps, scores=None, top_k: int = 100, labels=None) -> dict:
     """Every detection metric at once.
 
     masks: N bool (H, W) ground truths (all False for good images); maps: N float (H, W) anomaly maps;
-    scores: optional per-image scores (default: mean of the top-k pixels of each map).
-    Metrics that are undefined for the data (e.g. no good image for image AUROC) are NaN.
+    scores: optional per-image scores (default: mean of the top-k pixels of each map); labels: optional N
+    bools, True for a defect image (default: its mask has a defect pixel; `image_labels` for a defect image
+    whose mask is empty). Metrics that are undefined for the data (e.g. no good image for image AUROC) are NaN.
     """
     y, m = _checked(masks, maps)
-    labels = y.reshape(len(y), -1).any(axis=1)
+    labels, scored = image_labels(y, labels)
     s = image_scores(m, top_k) if scores is None else np.asarray(scores, dtype=np.float64)
     if s.shape != (len(y),):
         raise DefectlabError(f"scores: expected {len(y)} per-image scores, got shape {s.shape}")
+    if not scored.all():
+        y, m = y[scored], m[scored]
     curve = pixel_curve(y, m)  # the one sort of all pixels, shared by every pixel metric
     components = _components(y)
     iap_value, iap90 = iap(y, m, curve=curve, components=components)
@@ -334,15 +354,16 @@ def evaluate(masks, maps, scores=None, top_k: int = 100) -> dict:
     }
 
 
-__all__ = ["PRCurve", "PixelCurve", "aupro", "auroc", "average_precision", "binned_metrics", "evaluate", "f1_max", "iap", "image_stats",
+__all__ = ["PRCurve", "PixelCurve", "aupro", "auroc", "average_precision", "binned_metrics", "evaluate", "f1_max", "iap", "image_labels", "image_stats",
            "image_scores", "instance_scores", "pixel_ap", "pixel_auroc", "pixel_curve", "pixel_f1_max", "pr_curve"]
 
 
 # ---------------------------------------------------------------- per-image statistics for bootstrapping
 
-def image_stats(masks, maps, bins: int = 1000, quantile: float = 0.5) -> dict:
+def image_stats(masks, maps, bins: int = 1000, quantile: float = 0.5, labels=None) -> dict:
     """What a bootstrap over test images needs, per image: histograms of defect and good pixel scores
     (`bins` equal bins on [0, 1]; maps outside are clipped) and the DeSTSeg score of each defect region.
+    `labels` as in `evaluate`: a defect image whose mask is empty has empty histograms (it adds no pixels).
 
     Returns {"pos_hist": (N, bins) int32, "neg_hist": (N, bins) int32, "inst_scores": (R,) float32,
     "inst_image": (R,) int32}. `binned_metrics` turns any resample of the images back into pixel AP / IAP.
@@ -353,6 +374,7 @@ def image_stats(masks, maps, bins: int = 1000, quantile: float = 0.5) -> dict:
     yf = y.reshape(len(y), -1)
     pos = np.bincount(flat[yf], minlength=len(y) * bins).reshape(len(y), bins)
     neg = np.bincount(flat[~yf], minlength=len(y) * bins).reshape(len(y), bins)
+    neg[~image_labels(y, labels)[1]] = 0
     labels, n = _components(y)
     inst = instance_scores(y, s, quantile, (labels, n)).astype(np.float32)
     region_image = np.zeros(n + 1, np.int32)
