@@ -16,9 +16,14 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	MPLBACKEND=Agg $(PY) -m defectlab.demo --out outputs/demo --overwrite
 
-# unit tests and every notebook (nbval, quick mode), in one pytest run
+# unit tests and every notebook (nbval, quick mode), in one pytest run: one worker per core (a notebook's cells stay
+# on one worker: --dist loadfile), one torch / BLAS thread each (threads competing for the cores made the suite
+# five times slower), notebooks first (their cells are the longest items); line coverage of defectlab/ at the end
+TEST_WORKERS ?= auto
 test: $(STAMP)
-	DEFECTLAB_QUICK=1 MPLBACKEND=Agg $(PY) -m pytest tests notebooks --nbval-lax -q $(PYTEST_ARGS)
+	DEFECTLAB_QUICK=1 MPLBACKEND=Agg OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest notebooks tests --nbval-lax -q \
+		-n $(TEST_WORKERS) --maxprocesses 8 --dist loadfile --durations 10 \
+		--cov defectlab --cov-report term:skip-covered $(PYTEST_ARGS)
 
 # AdaBLDM's trained offline checkpoint for notebook 05's control panel: trained once (about 15 min on one
 # free CPU core), cached with its SHA-256 in $$DEFECTLAB_ADABLDM_CACHE or ~/.cache/defectlab/adabldm, reused after

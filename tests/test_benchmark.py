@@ -134,7 +134,10 @@ def test_tiny_benchmark_end_to_end_then_refuse_then_resume(tmp_path, tiny_root):
     assert set(saved["quality"]) == set(METHODS)
     assert all(np.isfinite(saved["quality"][m]["kid"]["mean"]) for m in METHODS)
     assert np.isfinite(saved["quality"]["cutpaste"]["fid"]["mean"]) and saved["quality"]["cutpaste"]["fid"]["n"] == 2
-    assert saved["machine"]["cpu_count"] and saved["versions"]["torch"] and saved["wall_seconds"] > 0
+    timings = json.loads((out / "timings.json").read_text())  # apart: results.json's bytes depend on data and seeds only
+    assert timings["machine"]["cpu_count"] and saved["versions"]["torch"] and timings["wall_seconds"] > 0
+    assert not {"machine", "wall_seconds"} & set(saved) and not any("train_seconds" in r for r in saved["runs"])
+    assert set(timings["run_seconds"]) == {f"{n}__seed{s}" for n in RUNS for s in (0, 1)}
     assert not list((out / "pools").rglob("*.npz"))  # kept pools are for a resume only: gone once their runs are written
     md = (out / "results.md").read_text()
     assert all(f"| `{n}` |" in md for n in RUNS) and "rank correlation" in md

@@ -96,7 +96,15 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--transfer-types", type=_csv(str), default=[], metavar="TYPE,...",
                    help="the transferred methods learn only these defect types (of --transfer-from, or without it of "
                         "--category itself, e.g. Magnetic Tile: --transfer-types Crack)")
-    p.add_argument("--threads", type=_at_least(1), help="torch CPU threads (default: torch's; 1 is best on a busy machine)")
+    p.add_argument("--threads", type=_at_least(1),
+                   help="torch CPU threads of each unit of work (default: torch's with one local worker, else 1)")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="where the units of work run: local (default; --workers processes on this machine) or ray "
+                        "(a Ray cluster, see --address; pip install defectlab[distributed])")
+    p.add_argument("--workers", type=_at_least(1), default=1, help="local worker processes (default 1: this process)")
+    p.add_argument("--address", metavar="auto|HOST:PORT",
+                   help="with --executor ray: the cluster's head node (auto: the one started here with `ray start "
+                        "--head`; default: a new local cluster)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
     return p
@@ -207,7 +215,8 @@ def main(args: argparse.Namespace) -> int:
                             diad=args.diad, quality=args.quality, quality_images=args.quality_images, overwrite=args.overwrite, embedded=_embedded_counts(args),
                             threads=args.threads, method_params=_method_params(args),
                             command=command_line(args), transfer_from=args.transfer_from,
-                            transfer_types=args.transfer_types)
+                            transfer_types=args.transfer_types, executor=args.executor, workers=args.workers,
+                            address=args.address)
     out = Path(args.out)
     print((out / "results.md").read_text())
     print(f"wrote {out / 'results.json'}, {out / 'results.md'}, {out / 'pr_curves.png'}, {out / 'detections.png'} "

@@ -78,7 +78,7 @@ def train_and_test(run: str, seed: int, cfg: BenchmarkConfig, prepared, defects,
 
 
 def score_and_test(run: str, seed: int, cfg: BenchmarkConfig, prepared, score_fn, fit_seconds: float, out: Path,
-                    detector: str = "the method's own score()", batch_fn=None) -> dict:
+                    detector: str = "the method's own score()", batch_fn=None, stamp: dict | None = None) -> dict:
     """Test a method through its own anomaly maps (feature-space methods, PatchCore, DiAD; `batch_fn(images)` ->
     maps instead of one `score_fn(image)` call per image). They are min-max
     scaled over the whole test set into [0, 1] (one monotone map: the rank metrics do not change) for the
@@ -89,21 +89,21 @@ def score_and_test(run: str, seed: int, cfg: BenchmarkConfig, prepared, score_fn
     lo, hi = float(raw.min()), float(raw.max())
     maps = (raw - lo) / (hi - lo) if hi > lo else np.zeros_like(raw)
     scores = maps.reshape(len(maps), -1).max(axis=1)
-    extra = {"train_defects": 0, "detector": detector, "device": "cpu"}
+    extra = {"train_defects": 0, "detector": detector, "device": "cpu", **(stamp or {})}
     return _test_and_record(run, seed, cfg, prepared, maps, scores, 100, fit_seconds, time.time() - t1, extra, out)
 
 
-def patchcore_run(seed: int, cfg: BenchmarkConfig, prepared, out: Path, show_progress: bool) -> dict:
+def patchcore_run(seed: int, cfg: BenchmarkConfig, prepared, out: Path, show_progress: bool, stamp: dict | None = None) -> dict:
     from ..detect import PatchCore
     from ..detect.prepare import stable_id
 
     t0 = time.time()
     model = PatchCore().fit(prepared.goods, np.random.default_rng([seed, stable_id(PATCHCORE)]), show_progress=show_progress)
     return score_and_test(PATCHCORE, seed, cfg, prepared, model.score, time.time() - t0, out,
-                           detector="PatchCore memory bank (no defects)")
+                           detector="PatchCore memory bank (no defects)", stamp=stamp)
 
 
-def diad_run(seed: int, cfg: BenchmarkConfig, prepared, out: Path, show_progress: bool) -> dict:
+def diad_run(seed: int, cfg: BenchmarkConfig, prepared, out: Path, show_progress: bool, stamp: dict | None = None) -> dict:
     from ..detect import DiAD
     from ..detect.prepare import stable_id
 
@@ -111,7 +111,7 @@ def diad_run(seed: int, cfg: BenchmarkConfig, prepared, out: Path, show_progress
     model = DiAD(**cfg.method_params.get(DIAD, {})).fit(prepared.goods, np.random.default_rng([seed, stable_id(DIAD)]), show_progress=show_progress)
     return score_and_test(DIAD, seed, cfg, prepared, model.score, time.time() - t0, out,
                            detector="DiAD guided diffusion reconstruction (no defects)",
-                           batch_fn=lambda images: model.predict(images, show_progress=show_progress)[0])
+                           batch_fn=lambda images: model.predict(images, show_progress=show_progress)[0], stamp=stamp)
 
 
 def _test_and_record(run, seed, cfg, prepared, maps, scores, top_k, train_seconds, test_seconds, extra, out) -> dict:

@@ -40,6 +40,7 @@ def _jsonable(x):
     raise TypeError(f"not JSON-serialisable: {type(x).__name__}")
 
 
+TIMINGS_FILE = "timings.json"  # the machine and the seconds of each run: apart from results.json, whose bytes they would change
 DATA_FILE = "data_fingerprint.json"  # every data file (size, sha256) and each seed's split, for safe resuming
 
 
@@ -77,7 +78,8 @@ def prepare_out(out: Path, cfg: dict, overwrite: bool, fingerprint: dict | None 
             if ours:  # remove only what a benchmark writes
                 for folder in ("runs", "pools", "models"):  # pools and fitted models resume: never from another run
                     shutil.rmtree(out / folder, ignore_errors=True)
-                for name in ("results.json", "results.md", "pr_curves.png", "detections.png", "config.json", DATA_FILE):
+                for name in ("results.json", "results.md", "pr_curves.png", "detections.png", "config.json", DATA_FILE,
+                             TIMINGS_FILE):
                     (out / name).unlink(missing_ok=True)
         elif (out / "results.json").is_file() and not (ours and _grows(old, cfg)):
             raise DefectlabError(f"{out}: already holds benchmark results; pass --overwrite or choose another --out "

@@ -16,7 +16,7 @@ from .tables import summarize
 
 # config keys allowed to differ between the sources (the command names each source's own --out)
 _FREE_KEYS = ("seeds", "command", "grid_images")
-_REQUIRED = ("config", "runs", "quality", "format", "machine", "versions", "wall_seconds", "compute_seconds")
+_REQUIRED = ("config", "runs", "quality", "format", "versions")
 
 
 def merge_results(sources: list[str | Path], out: str | Path, overwrite: bool = False) -> dict:
@@ -44,15 +44,15 @@ def merge_results(sources: list[str | Path], out: str | Path, overwrite: bool = 
     summary = summarize(runs)
     quality = aggregate_quality(records)
     results = {"config": config, "format": first["format"],
-               "machine": first["machine"], "versions": first["versions"],
-               "wall_seconds": round(sum(res["wall_seconds"] for _, res in loaded), 1),
-               "compute_seconds": round(sum(res["compute_seconds"] for _, res in loaded), 1),
+               "machine": first.get("machine", {}), "versions": first["versions"],
+               "wall_seconds": round(sum(res.get("wall_seconds", 0.0) for _, res in loaded), 1),
+               "compute_seconds": round(sum(res.get("compute_seconds", 0.0) for _, res in loaded), 1),
                "runs": runs, "summary": summary, "quality": quality, "quality_runs": records,
                "correlation": quality_correlations(cfg, summary, quality),  # no folder: no per-image bootstrap
                **paired_statistics(cfg, runs),
                "merged_from": [{"source": str(path), "seeds": res["config"]["seeds"], "command": res["config"].get("command"),
-                                "machine": res["machine"], "versions": res["versions"],
-                                "wall_seconds": res["wall_seconds"]} for path, res in loaded]}
+                                "machine": res.get("machine"), "versions": res["versions"],
+                                "wall_seconds": res.get("wall_seconds")} for path, res in loaded]}
     out = Path(out)
     target = out / "results.json"
     if target.exists() and not overwrite:

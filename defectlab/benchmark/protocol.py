@@ -6,6 +6,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 
+from ..errors import DefectlabError
 from ..imageio import atomic_write_bytes
 from ..progress import progress, tqdm
 from ..staging import check_outside
@@ -13,82 +14,137 @@ from .checks import validate_config
 from .config import BenchmarkConfig
 from .correlation import quality_correlations
 from .figures import write_plots
-from .folder import prepare_out, write_json
+from .folder import TIMINGS_FILE, prepare_out, write_json
 from .results import (empty_masks_record, load_runs, package_versions, paired_statistics, quality_records,
                       results_markdown)
-from .runs import run_seed
 from .tables import summarize
 from .transfer import benchmark_fingerprint, transfer_sources
 
 
-def run_benchmark(data: str | Path | None, category: str, methods: Sequence[str], out: str | Path, *,
-                  format: str = "auto", shots: int = 10, seeds: Sequence[int] = (0, 1, 2), size: int = 256,
-                  steps: int | None = None, n_synthetic: int = 200, quality: bool | str = "all", detector: dict | None = None,
-                  detector_name: str = "destseg", real_share: float | None = None, keep_aspect: bool = True, patchcore: bool = True, diad: bool = False,
-                  embedded: dict | None = None, quality_images: int = 100, threads: int | None = None, overwrite: bool = False,
-                  method_params: dict | None = None, show_progress: bool = True, command: str | None = None,
-                  transfer_from: str | None = None, transfer_types: Sequence[str] = ()) -> dict:
+TIMING_KEYS = ("train_seconds", "test_seconds", "synth_seconds", "quality_seconds", "pool_items_resumed")
+
+
+def benchmark_config(data: str | Path | None, category: str, methods: Sequence[str], *, format: str = "auto",
+                     shots: int = 10, seeds: Sequence[int] = (0, 1, 2), size: int = 256, steps: int | None = None,
+                     n_synthetic: int = 200, quality: bool | str = "all", detector: dict | None = None,
+                     detector_name: str = "destseg", real_share: float | None = None, keep_aspect: bool = True,
+                     patchcore: bool = True, diad: bool = False, embedded: dict | None = None, quality_images: int = 100,
+                     method_params: dict | None = None, command: str | None = None, transfer_from: str | None = None,
+                     transfer_types: Sequence[str] = ()) -> BenchmarkConfig:
+    """A `BenchmarkConfig` from keyword settings (the data path resolved, `quality` True / False as "all" / "none")."""
+    return BenchmarkConfig(category=category, methods=list(methods), data=str(Path(data).resolve()) if data else None,
+                           format=format, shots=int(shots), seeds=[int(s) for s in seeds], size=int(size),
+                           steps=None if steps is None else int(steps), n_synthetic=int(n_synthetic),
+                           quality={True: "all", False: "none"}.get(quality, quality), quality_images=int(quality_images),
+                           detector=dict(detector or {}), detector_name=detector_name, real_share=real_share,
+                           keep_aspect=bool(keep_aspect), patchcore=bool(patchcore), diad=bool(diad),
+                           embedded=dict(embedded or {}),
+                           method_params={m: dict(v) for m, v in (method_params or {}).items()}, command=command,
+                           transfer_from=transfer_from or None, transfer_types=list(transfer_types or []))
+
+
+def run_benchmark(config: BenchmarkConfig | str | Path | None, *where, out: str | Path | None = None,
+                  overwrite: bool = False, threads: int | None = None, show_progress: bool = True,
+                  executor: str = "local", workers: int = 1, address: str | None = None, **settings) -> dict:
     """Run the protocol (the package docstring) and write its outputs under `out`; returns results.json's content.
 
+        run_benchmark(BenchmarkConfig("brick", ["cutpaste"], data=...), "outputs/bench")
+        run_benchmark(data, "brick", ["cutpaste"], "outputs/bench", seeds=[0, 1])  # settings as keywords
+
+    The grid is a list of units (`units.plan_units`: a seed of patchcore, diad, fewshot or one method); units whose
+    files exist are skipped, the others run on `executor`: "local" (`workers` processes on this machine; 1: in
+    this process) or "ray" (the Ray cluster at `address`, "auto" or HOST:PORT; None starts one on this machine).
+    `threads`: torch CPU threads of each unit (default: torch's for one local worker, else 1; the bytes of a
+    result depend on it, so compare runs made with the same value). Keyword `settings`: `benchmark_config`'s.
     `embedded`: with `format="embedded"`, counts for `build_embedded` (n_train, n_test_good, n_test_defect);
-    its default of 3 defects per type only allows `shots` <= 2. `method_params`: {method: {parameter: value}}
-    passed to `defectlab.create`, e.g. {"texture_gan": {"steps": 600}}. `threads`: torch CPU threads for the
-    whole run (restored after); 1 is fastest on a machine whose cores other jobs are using. `transfer_from` /
-    `transfer_types`: the transferred runs `<method>@<source>` (the package docstring). `detector_name`: one of
-    `defectlab.detect.SUPERVISED`; `real_share`: the share of a `+fewshot` run's defective draws taken from the real
-    defects (`defectlab.detect.mix`; None: the detector's default)."""
-    from ..detect.detector import torch_threads
+    `method_params`: {method: {parameter: value}} passed to `defectlab.create`; `detector_name`: one of
+    `defectlab.detect.SUPERVISED`; `real_share`: the share of a `+fewshot` run's defective draws taken from the
+    real defects (`defectlab.detect.mix`; None: the detector's default)."""
     from ..limits import check_int
 
+    if isinstance(config, BenchmarkConfig):
+        if settings:
+            raise TypeError(f"run_benchmark(config, out): settings belong in the config, got {sorted(settings)}")
+        cfg, out = config, where[0] if where else out
+    else:
+        given = dict(zip(("category", "methods", "out"), where))
+        for name in ("category", "methods"):
+            if name not in given and name in settings:
+                given[name] = settings.pop(name)
+        out = given.get("out", out)
+        cfg = benchmark_config(config, given.get("category"), given.get("methods"), **settings)
+    if out is None:
+        raise TypeError("run_benchmark: give the output folder `out`")
     if threads is not None:
         check_int("--threads", threads, low=1)
-    with torch_threads(threads):
-        return _run_benchmark(data, category, methods, out, format=format, shots=shots, seeds=seeds, size=size,
-                              steps=steps, n_synthetic=n_synthetic, quality=quality, detector=detector,
-                              detector_name=detector_name, real_share=real_share, keep_aspect=keep_aspect, patchcore=patchcore, diad=diad,
-                              embedded=embedded, quality_images=quality_images, overwrite=overwrite,
-                              method_params=method_params, show_progress=show_progress, command=command,
-                              transfer_from=transfer_from, transfer_types=transfer_types)
+    check_int("--workers", workers, low=1)
+    return _run(cfg, Path(out), overwrite, threads, show_progress, executor, workers, address)
 
 
-def _run_benchmark(data, category, methods, out, *, format, shots, seeds, size, steps, n_synthetic, quality, detector,
-                   detector_name, real_share, keep_aspect, patchcore, diad,
-                   embedded, quality_images, overwrite, method_params, show_progress, command,
-                   transfer_from, transfer_types) -> dict:
+def _run(cfg: BenchmarkConfig, out: Path, overwrite: bool, threads, show_progress: bool, executor: str, workers: int,
+         address) -> dict:
     from ..bench import machine_info
     from ..detect.prepare import ImageCache
+    from .executors import run_units, start_executor
+    from .units import plan_units, unit_done, unit_fingerprint
 
     t0 = time.time()
-    cfg = BenchmarkConfig(category=category, methods=list(methods), data=str(Path(data).resolve()) if data else None,
-                          format=format, shots=int(shots), seeds=[int(s) for s in seeds], size=int(size),
-                          steps=None if steps is None else int(steps), n_synthetic=int(n_synthetic),
-                          quality={True: "all", False: "none"}.get(quality, quality), quality_images=int(quality_images),
-                          detector=dict(detector or {}), detector_name=detector_name, real_share=real_share, keep_aspect=bool(keep_aspect),
-                          patchcore=bool(patchcore), diad=bool(diad), embedded=dict(embedded or {}),
-                          method_params={m: dict(v) for m, v in (method_params or {}).items()}, command=command,
-                          transfer_from=transfer_from or None, transfer_types=list(transfer_types or []))
-    out = Path(out)
+    start_executor(executor, address)  # before anything is written: Ray missing, an address that does not answer
     if cfg.data:
         check_outside(out, cfg.data)  # plots written into the data set would be read as test images next time
     dataset, splits, empty_masks = validate_config(cfg)
     sources = transfer_sources(cfg, dataset, splits)
-    prepare_out(out, asdict(cfg), overwrite, benchmark_fingerprint(cfg, dataset, splits, sources))
-    cache = ImageCache(cfg.size, keep_aspect=cfg.keep_aspect)
-    total = len(cfg.seeds) * len(cfg.run_names())
-    bar = progress(total=total, desc="benchmark runs", leave=True) if show_progress else tqdm(total=total, disable=True)
+    fingerprint = benchmark_fingerprint(cfg, dataset, splits, sources)
+    prepare_out(out, asdict(cfg), overwrite, fingerprint)
+    units = plan_units(cfg)
+    prints = {u: unit_fingerprint(cfg, u, fingerprint["splits"].get(str(u.seed))) for u in units}
+    todo = [u for u in units if not unit_done(cfg, u, out, prints[u])]
+    parallel = executor == "ray" or workers > 1
+    unit_threads = threads if threads is not None else (1 if parallel else None)
+    bar = progress(total=len(units), desc="benchmark units", leave=True) if show_progress else tqdm(disable=True)
+    bar.update(len(units) - len(todo))
+
+    def finished(outcome) -> None:
+        for rel, data in (outcome.value or {}).items():  # a worker on another machine wrote them on its own disk
+            if not (out / rel).is_file():
+                atomic_write_bytes(out / rel, data)
+        bar.update()
+
     with bar:
-        for seed in cfg.seeds:
-            run_seed(seed, splits[seed], cfg, cache, out, show_progress, bar, sources.get(seed))
+        outcomes = run_units(_unit_call, todo, (cfg, str(out), splits, sources, prints, unit_threads,
+                                                show_progress and not parallel),
+                             executor=executor, workers=workers, address=address, cpus_per_unit=unit_threads or 1,
+                             on_done=finished)
+    failed = [o for o in outcomes if o.error]
+    if failed:
+        raise DefectlabError(f"{out}: {len(failed)} of {len(todo)} units failed (the others are written; run the same "
+                             "command again to retry them): " + "; ".join(f"{o.unit}: {o.error}" for o in failed))
     runs, qual = load_runs(cfg, out)
     summary = summarize(runs)
-    results = {"config": asdict(cfg), "format": dataset.format, "machine": machine_info(), "versions": package_versions(),
-               "wall_seconds": round(time.time() - t0, 1),
-               "compute_seconds": round(sum(r["train_seconds"] + r["test_seconds"] for r in runs), 1),
+    results = {"config": asdict(cfg), "format": dataset.format, "versions": package_versions(),
                "empty_defect_masks": empty_masks_record(empty_masks),
-               "runs": [{k: v for k, v in r.items() if k != "curves"} for r in runs],
-               "summary": summary, "quality": qual, "quality_runs": quality_records(cfg, out),
+               "runs": [_untimed(r, "curves") for r in runs],
+               "summary": summary, "quality": _untimed(qual), "quality_runs": [_untimed(q) for q in quality_records(cfg, out)],
                "correlation": quality_correlations(cfg, summary, qual, out), **paired_statistics(cfg, runs)}
-    write_plots(cfg, out, cache, splits)
+    timings = {"machine": machine_info(), "wall_seconds": round(time.time() - t0, 1),
+               "compute_seconds": round(sum(r["train_seconds"] + r["test_seconds"] for r in runs), 1),
+               "executor": executor, "workers": workers if executor == "local" else None, "threads": unit_threads,
+               "run_seconds": {f"{r['run']}__seed{r['seed']}": {k: r[k] for k in TIMING_KEYS if k in r} for r in runs}}
+    write_plots(cfg, out, ImageCache(cfg.size, keep_aspect=cfg.keep_aspect), splits)
+    write_json(out / TIMINGS_FILE, timings)
     write_json(out / "results.json", results)  # last: its presence marks a finished benchmark
-    atomic_write_bytes(out / "results.md", results_markdown(cfg, results).encode())
-    return results
+    atomic_write_bytes(out / "results.md", results_markdown(cfg, {**results, **timings}).encode())
+    return {**results, **timings}
+
+
+def _unit_call(unit, cfg, out, splits, sources, prints, threads, show_progress):
+    """`units.run_unit` with the unit's own split, transfer source and fingerprint picked from the shared maps."""
+    from .units import run_unit
+
+    return run_unit(unit, cfg, out, splits[unit.seed], sources.get(unit.seed), prints[unit], threads, show_progress)
+
+
+def _untimed(record: dict, *drop: str) -> dict:
+    """A record without its seconds (and `drop`): results.json holds what the data and the seeds decide, so the
+    same benchmark gives the same bytes on any executor; the seconds go to timings.json."""
+    return {k: v for k, v in record.items() if k not in TIMING_KEYS and k not in drop}

@@ -30,6 +30,12 @@ def load_results(source: str | Path, required: tuple[str, ...] = ("summary", "co
         results = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise DefectlabError(f"{path}: not valid JSON ({exc})") from exc
+    timings = path.parent / "timings.json"  # the machine and the seconds, kept apart from the results' bytes
+    if timings.is_file():
+        try:
+            results = {**json.loads(timings.read_text()), **results}
+        except json.JSONDecodeError as exc:
+            raise DefectlabError(f"{timings}: not valid JSON ({exc})") from exc
     for key in required:
         if key not in results:
             raise DefectlabError(f"{path}: missing '{key}'; is this a defectlab benchmark result?")

@@ -38,65 +38,55 @@ def build_method(name: str, prepared, seed: int, params: dict | None = None, wor
     return method
 
 
-def run_seed(seed: int, split, cfg: BenchmarkConfig, cache, out: Path, show_progress: bool, bar,
-              source: list | None = None) -> None:
-    from ..detect.prepare import prepare_split
+def run_group(unit, cfg: BenchmarkConfig, ready, out: Path, show_progress: bool, source: list | None = None,
+              stamp: dict | None = None) -> None:
+    """One unit (`units.Unit`: a seed of `patchcore`, `diad`, `fewshot` or a method): its runs whose files are
+    missing. `ready()` gives the seed's prepared split; `stamp` joins every record written (the unit's fingerprint)."""
+    from .units import unit_runs
 
-    prepared = None
-    moved = None
+    seed, group, stamp = unit.seed, unit.group, dict(stamp or {})
+    todo = {r for r in unit_runs(cfg, unit) if not run_file(out, r, seed).is_file()}
+    if group == PATCHCORE and todo:
+        patchcore_run(seed, cfg, ready(), out, show_progress, stamp)
+    elif group == DIAD and todo:
+        diad_run(seed, cfg, ready(), out, show_progress, stamp)
+    elif group == FEWSHOT and todo:
+        train_and_test(FEWSHOT, seed, cfg, ready(), ready().support, out, show_progress, stamp)
+    elif scores_itself(group):
+        if todo:
+            t0 = time.time()
+            method = build_method(group, ready(), seed, cfg.method_params.get(group))
+            score_and_test(group, seed, cfg, ready(), method.score, time.time() - t0, out, stamp=stamp)
+    elif group not in (PATCHCORE, DIAD, FEWSHOT):
+        _pool_runs(group, group, seed, cfg, ready, ready, cfg.method_params.get(group), stamp, todo, out, show_progress)
+        if group in cfg.transfer_methods():
+            moved = []
 
-    def ready():
-        nonlocal prepared
-        if prepared is None:
-            prepared = prepare_split(split, cache, show_progress)
-        return prepared
+            def transferred():
+                """The split with the source's few-shot defects as `support` (on canvases of this size and channel
+                count); goods, foregrounds and the test set stay the benchmarked category's."""
+                if not moved:
+                    moved.append(transferred_split(cfg, ready(), source, ready().goods[0].shape[2]))
+                return moved[0]
 
-    def transferred():
-        """The split with the source's few-shot defects as `support` (on canvases of this size and channel
-        count); goods, foregrounds and the test set stay the benchmarked category's."""
-        nonlocal moved
-        if moved is None:
-            moved = transferred_split(cfg, ready(), source, cache.channels)
-        return moved
-
-    todo = {r for r in cfg.run_names() if not run_file(out, r, seed).is_file()}
-    bar.update(len(cfg.run_names()) - len(todo))
-    if PATCHCORE in todo:
-        patchcore_run(seed, cfg, ready(), out, show_progress)
-        bar.update()
-    if DIAD in todo:
-        diad_run(seed, cfg, ready(), out, show_progress)
-        bar.update()
-    if FEWSHOT in todo:
-        train_and_test(FEWSHOT, seed, cfg, ready(), ready().support, out, show_progress)
-        bar.update()
-    for m in cfg.methods:
-        if scores_itself(m):
-            if m in todo:
-                t0 = time.time()
-                method = build_method(m, ready(), seed, cfg.method_params.get(m))
-                score_and_test(m, seed, cfg, ready(), method.score, time.time() - t0, out)
-                bar.update()
-            continue
-        _pool_runs(m, m, seed, cfg, ready, ready, cfg.method_params.get(m), {}, todo, out, show_progress, bar)
-        if m in cfg.transfer_methods():
             info = {"transfer": {"from": cfg.transfer_from or cfg.category, "types": list(cfg.transfer_types),
-                                 "support": sorted(r.key for r in source), "params": cfg.transfer_params(m)}}
-            _pool_runs(m, cfg.transferred(m), seed, cfg, transferred, ready, cfg.transfer_params(m), info, todo, out,
-                       show_progress, bar)
+                                 "support": sorted(r.key for r in source), "params": cfg.transfer_params(group)}}
+            _pool_runs(group, cfg.transferred(group), seed, cfg, transferred, ready, cfg.transfer_params(group),
+                       {**stamp, **info}, todo, out, show_progress)
 
 
 def _pool_runs(method_name: str, name: str, seed: int, cfg: BenchmarkConfig, source, ready, params, info: dict,
-               todo: set, out: Path, show_progress: bool, bar) -> None:
+               todo: set, out: Path, show_progress: bool) -> None:
     """The runs `name` and `name+fewshot` of one pool of synthetic defects (and its quality file). The method
     is fitted on `source()`'s support and draws on its goods (the benchmarked category's); the `+fewshot`
     run adds the benchmarked category's real support (`ready().support`). A transferred pool uses the same
     random generators as the in-category one: only where its defects come from differs."""
     from ..detect.prepare import synthesize_pool
 
+    from .units import wants_quality
+
     runs = [r for r in (name, f"{name}+{FEWSHOT}") if r in todo]
-    wanted = cfg.quality == "all" or (cfg.quality == "first" and seed == cfg.seeds[0])
-    need_quality = wanted and not quality_file(out, name, seed).is_file()
+    need_quality = wants_quality(cfg, seed) and not quality_file(out, name, seed).is_file()
     if not runs and not need_quality:
         return
     t0 = time.time()
@@ -119,5 +109,4 @@ def _pool_runs(method_name: str, name: str, seed: int, cfg: BenchmarkConfig, sou
         defects = pool if r == name else pool + ready().support
         train_and_test(r, seed, cfg, ready(), defects, out, show_progress,
                         {**info, "synth_seconds": round(synth_seconds, 2)})
-        bar.update()
     shutil.rmtree(kept, ignore_errors=True)  # every file that needs the pool is written: it was kept for a resume only

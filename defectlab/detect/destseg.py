@@ -84,7 +84,9 @@ class TeacherFeatures:
         with torch.no_grad():
             for start in range(0, len(todo), batch):
                 idx = todo[start:start + batch]
-                x = _to_tensor([images[i] for i in idx]).to(self.device)
+                # always a full batch (the last one padded with repeats): the convolutions take another code path at
+                # other batch sizes, and an image's features must not depend on which others missed the cache with it
+                x = _to_tensor([images[i] for i in idx + idx[:1] * (batch - len(idx))]).to(self.device)
                 for i, feats in zip(idx, self._forward(x)):
                     self._cache[keys[i]] = feats
                     while len(self._cache) > self.max_items:

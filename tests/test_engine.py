@@ -1,0 +1,140 @@
+"""The benchmark as an engine: units of work on one process, on local worker processes and on a Ray cluster give
+the same bytes; a killed worker's unit is run again; a failing unit is reported while the others finish."""
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from defectlab.benchmark import BenchmarkConfig, run_benchmark
+from defectlab.benchmark.units import plan_units, unit_runs
+from defectlab.data import build_embedded
+from defectlab.errors import DefectlabError
+
+# two seeds x (patchcore, fewshot, cutpaste, copypaste) = 8 units; a DeSTSeg of a few steps on 32 px
+SETTINGS = dict(format="mvtec", shots=1, seeds=[0, 1], size=32, steps=40, n_synthetic=4, quality="none",
+                detector={"student_width": 4, "head_width": 4, "batch_size": 4, "crop": 16})
+RUN = dict(threads=1, show_progress=False)
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("engine") / "embedded"
+    build_embedded(root=root, size=32, n_train=6, n_test_good=2, n_test_defect=3, categories="brick")
+    return root
+
+
+@pytest.fixture(scope="module")
+def config(tiny_root):
+    return BenchmarkConfig("brick", ["cutpaste", "copypaste"], data=str(tiny_root), **SETTINGS)
+
+
+@pytest.fixture(scope="module")
+def one_process(config, tmp_path_factory):
+    """results.json of the grid run unit after unit in this process."""
+    out = tmp_path_factory.mktemp("one") / "bench"
+    run_benchmark(config, out, **RUN)
+    return (out / "results.json").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    ray = pytest.importorskip("ray")  # a dev dependency: installed by `make test`
+    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
+             logging_level="ERROR")
+    yield ray
+    ray.shutdown()
+
+
+def test_the_grid_is_one_unit_per_seed_and_row_group(config):
+    units = plan_units(config)
+    assert [(u.seed, u.group) for u in units] == [(s, g) for s in (0, 1)
+                                                  for g in ("patchcore", "fewshot", "cutpaste", "copypaste")]
+    assert unit_runs(config, units[2]) == ["cutpaste", "cutpaste+fewshot"]
+
+
+def test_two_local_workers_give_the_bytes_of_one_process(config, one_process, tmp_path):
+    out = tmp_path / "bench"
+    run_benchmark(config, out, executor="local", workers=2, **RUN)
+    assert (out / "results.json").read_bytes() == one_process
+    assert not list(out.glob("runs/.*.part"))
+
+
+def test_ray_missing_or_unreachable_is_one_line(config, tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    with pytest.raises(DefectlabError, match=r"pip install defectlab\[distributed\]"):
+        run_benchmark(config, tmp_path / "a", executor="ray", **RUN)
+    assert not (tmp_path / "a").exists()
+    monkeypatch.undo()
+    ray = pytest.importorskip("ray")
+    assert not ray.is_initialized()  # runs before the cluster tests of this file
+    t0 = time.time()
+    with pytest.raises(DefectlabError, match=r"--address 127\.0\.0\.1:9: no Ray head node answers"):
+        run_benchmark(config, tmp_path / "b", executor="ray", address="127.0.0.1:9", **RUN)
+    assert time.time() - t0 < 30 and not (tmp_path / "b").exists()
+
+
+def test_a_ray_cluster_gives_the_bytes_of_one_process(config, one_process, ray_cluster, tmp_path):
+    out = tmp_path / "bench"
+    run_benchmark(config, out, executor="ray", **RUN)
+    assert (out / "results.json").read_bytes() == one_process
+
+
+def _kill_first_unit_worker(found: list, stop: threading.Event) -> None:
+    """SIGKILL the first process that Ray names after the running unit task (`ray::defectlab_unit`)."""
+    while not stop.is_set() and not found:
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                    cmd = fh.read()
+            except OSError:
+                continue
+            if cmd.startswith(b"ray::defectlab_unit"):
+                os.kill(int(pid), signal.SIGKILL)
+                found.append(int(pid))
+                return
+        time.sleep(0.02)
+
+
+def test_a_worker_killed_mid_unit_is_retried_and_the_result_is_unchanged(config, one_process, ray_cluster, tmp_path):
+    out = tmp_path / "bench"
+    killed, stop = [], threading.Event()
+    killer = threading.Thread(target=_kill_first_unit_worker, args=(killed, stop), daemon=True)
+    killer.start()
+    try:
+        run_benchmark(config, out, executor="ray", **RUN)
+    finally:
+        stop.set()
+        killer.join()
+    assert killed, "no unit's worker was found to kill"
+    assert (out / "results.json").read_bytes() == one_process
+
+
+def test_a_failing_unit_is_reported_the_others_finish_and_a_rerun_completes(config, one_process, tmp_path,
+                                                                              monkeypatch):
+    import defectlab.benchmark.runs as runs
+
+    real = runs.build_method
+
+    def broken(name, *args, **kwargs):
+        if name == "copypaste":
+            raise RuntimeError("copy-paste broke")
+        return real(name, *args, **kwargs)
+
+    out = tmp_path / "bench"
+    monkeypatch.setattr(runs, "build_method", broken)
+    with pytest.raises(DefectlabError, match=r"2 of 8 units failed.*copypaste seed 0: RuntimeError: copy-paste broke"):
+        run_benchmark(config, out, **RUN)
+    written = sorted(p.name for p in (out / "runs").glob("*.json"))
+    assert "cutpaste+fewshot__seed1.json" in written and not any(n.startswith("copypaste") for n in written)
+    assert not (out / "results.json").exists()
+    monkeypatch.setattr(runs, "build_method", real)
+    before = (out / "runs" / "cutpaste__seed0.json").stat().st_mtime_ns
+    run_benchmark(config, out, **RUN)  # the same call again: only the failed units run
+    assert (out / "runs" / "cutpaste__seed0.json").stat().st_mtime_ns == before
+    assert (out / "results.json").read_bytes() == one_process
