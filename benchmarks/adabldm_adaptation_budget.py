@@ -66,7 +66,7 @@ def main(argv=None) -> int:
     from defectlab.benchmark.checks import validate_config
     from defectlab.benchmark.runs import build_method
     from defectlab.detect.detector import torch_threads
-    from defectlab.detect.prepare import ImageCache, _read_item, prepare_split, synthesize_pool
+    from defectlab.benchmark.prepare import ImageCache, read_pool_item, prepare_split, synthesize_pool
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="the trained AdaBLDM run folder that made the reference pool")
@@ -81,7 +81,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(OUT))
     args = p.parse_args(argv)
     out = Path(args.out)
-    reference = [_read_item(Path(args.reference) / f"{i:05d}.npz") for i in range(args.n)]
+    reference = [read_pool_item(Path(args.reference) / f"{i:05d}.npz") for i in range(args.n)]
     done = json.loads(out.read_text()) if out.is_file() else {}
     setup = {"checkpoint": str(args.checkpoint), "reference": str(args.reference), "data": args.data,
              "category": args.category, "seed": args.seed, "n": args.n}

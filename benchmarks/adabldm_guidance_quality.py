@@ -31,7 +31,7 @@ def main(argv=None) -> int:
     from defectlab.benchmark.quality import method_quality
     from defectlab.benchmark.runs import build_method
     from defectlab.detect.detector import torch_threads
-    from defectlab.detect.prepare import ImageCache, prepare_split, synthesize_pool
+    from defectlab.benchmark.prepare import ImageCache, prepare_split, synthesize_pool
     from defectlab.imageio import atomic_write_bytes
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -38,7 +38,7 @@ def run(args) -> None:
     from defectlab.benchmark.checks import validate_config
     from defectlab.benchmark.detector_runs import fit_detector
     from defectlab.bench import machine_info
-    from defectlab.detect.prepare import ImageCache, prepare_split
+    from defectlab.benchmark.prepare import ImageCache, prepare_split
     from defectlab.metrics.detection import evaluate
     from defectlab.imageio import atomic_write_bytes
 

@@ -25,7 +25,7 @@ def main() -> None:
     from defectlab.benchmark.checks import validate_config
     from defectlab.benchmark.detector_runs import fit_detector, make_detector
     from defectlab.detect.destseg import teacher_features
-    from defectlab.detect.prepare import ImageCache, prepare_split
+    from defectlab.benchmark.prepare import ImageCache, prepare_split
     from defectlab.imageio import atomic_write_bytes
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

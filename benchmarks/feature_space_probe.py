@@ -23,7 +23,7 @@ def main() -> None:
     from defectlab.benchmark import BenchmarkConfig
     from defectlab.benchmark.checks import validate_config
     from defectlab import methods
-    from defectlab.detect.prepare import ImageCache, prepare_split
+    from defectlab.benchmark.prepare import ImageCache, prepare_split
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("variants", help="JSON {name: {parameter: value}}")

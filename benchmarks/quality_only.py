@@ -23,7 +23,7 @@ def main() -> None:
     from defectlab.benchmark.quality import method_quality, trts_scores
     from defectlab.benchmark.runs import build_method
     from defectlab.detect.detector import torch_threads
-    from defectlab.detect.prepare import ImageCache, prepare_split, synthesize_pool
+    from defectlab.benchmark.prepare import ImageCache, prepare_split, synthesize_pool
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True)

@@ -7,7 +7,7 @@ defective draws taken from the real few-shot defects, as paired differences to `
 
 Each point is the benchmark's own run (`benchmark.detector_runs.fit_detector`: the seed's generators and shared
 initialisation, so every point of a seed is paired with its `fewshot` run), trained on the method's pool of
-`--n-synthetic` defects (`benchmark.runs.build_method` + `detect.prepare.synthesize_pool`, as the benchmark makes
+`--n-synthetic` defects (`benchmark.runs.build_method` + `benchmark.prepare.synthesize_pool`, as the benchmark makes
 it) plus the real support. `none` is the uniform pooled draw (the share then follows the counts). One JSON file per
 point under --out, written atomically: a stopped call resumes.
 """
@@ -37,7 +37,7 @@ def run(args) -> None:
     from defectlab.benchmark.checks import validate_config
     from defectlab.benchmark.detector_runs import fit_detector
     from defectlab.benchmark.runs import build_method
-    from defectlab.detect.prepare import ImageCache, prepare_split, synthesize_pool
+    from defectlab.benchmark.prepare import ImageCache, prepare_split, synthesize_pool
     from defectlab.imageio import atomic_write_bytes
     from defectlab.metrics.detection import evaluate
 

@@ -10,7 +10,7 @@ import numpy as np
 import defectlab
 from defectlab import viz
 from defectlab.data import build_embedded, few_shot_split
-from defectlab.detect.prepare import ImageCache, load_support, prepare_split
+from defectlab.benchmark.prepare import ImageCache, load_support, prepare_split
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--size", type=int, default=128)

@@ -22,7 +22,7 @@ from defectlab import methods as catalog
 from defectlab.bench import machine_info
 from defectlab.data import build_embedded, few_shot_split, open_dataset
 from defectlab.detect import SegmentationDetector
-from defectlab.detect.prepare import ImageCache, prepare_split, stable_id, synthesize_pool
+from defectlab.benchmark.prepare import ImageCache, prepare_split, stable_id, synthesize_pool
 from defectlab.benchmark import mean_std
 from defectlab.metrics.correlation import rank_correlation
 from defectlab.metrics.trts import trts

@@ -9,7 +9,7 @@ from defectlab import DefectlabError
 from defectlab.benchmark import BenchmarkConfig, run_benchmark
 from defectlab.benchmark.correlation import quality_correlations
 from defectlab.data import build_embedded, few_shot_split
-from defectlab.detect.prepare import ImageCache, prepare_split, synthesize_pool
+from defectlab.benchmark.prepare import ImageCache, prepare_split, synthesize_pool
 from defectlab.resize import resize_mask
 
 METHODS = ["cutpaste", "copypaste"]  # one that needs nothing, one that reuses the few-shot defects

@@ -5,7 +5,7 @@ import pytest
 
 from defectlab import DefectlabError, Sample
 from defectlab.detect import DeSTSegDetector, PatchCore
-from defectlab.detect.prepare import letterbox, letterbox_box, to_eval_frame
+from defectlab.benchmark.prepare import letterbox, letterbox_box, to_eval_frame
 
 SIZE = 64
 TINY = dict(student_width=8, head_width=8, batch_size=4, crop=32, student_steps=3, seg_steps=3, num_threads=1)

@@ -9,7 +9,7 @@ import defectlab
 from defectlab import DefectlabError
 from defectlab.benchmark import run_benchmark
 from defectlab.data import build_embedded, few_shot_split, open_dataset
-from defectlab.detect.prepare import ImageCache, load_support, prepare_split, synthesize_pool
+from defectlab.benchmark.prepare import ImageCache, load_support, prepare_split, synthesize_pool
 
 FAST = dict(size=32, steps=3, n_synthetic=4, threads=1, show_progress=False, quality="none", patchcore=False,
             detector={"student_width": 4, "head_width": 4, "batch_size": 4, "crop": 16})

@@ -10,7 +10,7 @@ pool of synthetic defects with each method (learned methods are first fitted on 
 support set); train one detector per run (default: the DeSTSeg-style `DeSTSegDetector` on the
 pretrained EfficientNet-Lite0; `--detector unet`: the compact from-scratch U-Net) and test it on
 held-out defects plus held-out good images. Images keep their aspect ratio (long side = `--size`,
-zero-padded to a square; see `defectlab.detect.prepare`). Runs: `patchcore` (no defects at all: a
+zero-padded to a square; see `defectlab.benchmark.prepare`). Runs: `patchcore` (no defects at all: a
 memory bank of good patches), `diad` with `--diad` (no defects either: guided latent-diffusion reconstruction,
 `defectlab.detect.diad`), `fewshot` (real few-shot defects only), `<method>` (its synthetic
 defects only) and `<method>+fewshot` (both); the detectors of one seed start from the same

@@ -39,7 +39,7 @@ def make_detector(cfg: BenchmarkConfig):
 
 
 def fit_detector(run: str, seed: int, cfg: BenchmarkConfig, prepared, defects, show_progress: bool):
-    from ..detect.prepare import stable_id
+    from .prepare import stable_id
 
     det = make_detector(cfg)
     # one initialisation per seed (paired runs); the data order depends on the run
@@ -95,7 +95,7 @@ def score_and_test(run: str, seed: int, cfg: BenchmarkConfig, prepared, score_fn
 
 def patchcore_run(seed: int, cfg: BenchmarkConfig, prepared, out: Path, show_progress: bool, stamp: dict | None = None) -> dict:
     from ..detect import PatchCore
-    from ..detect.prepare import stable_id
+    from .prepare import stable_id
 
     t0 = time.time()
     model = PatchCore().fit(prepared.goods, np.random.default_rng([seed, stable_id(PATCHCORE)]), show_progress=show_progress)
@@ -105,7 +105,7 @@ def patchcore_run(seed: int, cfg: BenchmarkConfig, prepared, out: Path, show_pro
 
 def diad_run(seed: int, cfg: BenchmarkConfig, prepared, out: Path, show_progress: bool, stamp: dict | None = None) -> dict:
     from ..detect import DiAD
-    from ..detect.prepare import stable_id
+    from .prepare import stable_id
 
     t0 = time.time()
     model = DiAD(**cfg.method_params.get(DIAD, {})).fit(prepared.goods, np.random.default_rng([seed, stable_id(DIAD)]), show_progress=show_progress)

@@ -84,7 +84,7 @@ def run_benchmark(config: BenchmarkConfig | str | Path | None, *where, out: str 
 def _run(cfg: BenchmarkConfig, out: Path, overwrite: bool, threads, show_progress: bool, executor: str, workers: int,
          address) -> dict:
     from ..bench import machine_info
-    from ..detect.prepare import ImageCache
+    from .prepare import ImageCache
     from .executors import run_units, start_executor
     from .units import plan_units, unit_done, unit_fingerprint
 

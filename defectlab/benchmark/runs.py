@@ -21,7 +21,7 @@ def build_method(name: str, prepared, seed: int, params: dict | None = None, wor
     from dataclasses import replace
 
     from .. import methods
-    from ..detect.prepare import stable_id
+    from .prepare import stable_id
 
     method = methods.create(name, **(params or {}))
     own = getattr(method, "params", None)
@@ -81,7 +81,7 @@ def _pool_runs(method_name: str, name: str, seed: int, cfg: BenchmarkConfig, sou
     is fitted on `source()`'s support and draws on its goods (the benchmarked category's); the `+fewshot`
     run adds the benchmarked category's real support (`ready().support`). A transferred pool uses the same
     random generators as the in-category one: only where its defects come from differs."""
-    from ..detect.prepare import synthesize_pool
+    from .prepare import synthesize_pool
 
     from .units import wants_quality
 

@@ -62,7 +62,7 @@ def transferred_split(cfg: BenchmarkConfig, prepared, source: list, channels: in
     foregrounds and the test set stay the benchmarked category's."""
     from dataclasses import replace
 
-    from ..detect.prepare import ImageCache, load_support
+    from .prepare import ImageCache, load_support
 
     if (cfg.transfer_from or cfg.category) == cfg.category:
         keys = {r.key for r in source}

@@ -92,7 +92,7 @@ _PREPARED: dict = {}  # this process's last prepared split: units of one seed th
 
 
 def _prepared(cfg: BenchmarkConfig, seed: int, split, show_progress: bool):
-    from ..detect.prepare import ImageCache, prepare_split
+    from .prepare import ImageCache, prepare_split
 
     key = (seed, cfg.size, cfg.keep_aspect, cfg.data, cfg.category, cfg.shots)
     if key not in _PREPARED:

@@ -4,7 +4,7 @@ Seeding rule (the same for every caller): item i draws everything it needs, the 
 and then the defect, from its own generator `np.random.default_rng([*seed, i])`, where `seed` is an int or a
 sequence of ints. So an item's bytes depend only on (seed, i), never on what ran before it, and a resumed run
 produces the same bytes as an uninterrupted one. `synthesize` uses `seed` as given (`[seed, i]`); the benchmark's
-`detect.prepare.synthesize_pool` adds the method's `stable_id(name)` (`[seed, stable_id(name), i]`).
+`benchmark.prepare.synthesize_pool` adds the method's `stable_id(name)` (`[seed, stable_id(name), i]`).
 """
 from __future__ import annotations
 

@@ -190,16 +190,17 @@ def synthesize_pool(method, prepared: PreparedSplit, n: int, seed: int, name: st
                             pick="random", tries=tries, name=name, desc=f"synthesise {name}",
                             show_progress=show_progress, skip=done.__contains__):
         if s is None:
-            pool.append(_read_item(kept / f"{i:05d}.npz"))
+            pool.append(read_pool_item(kept / f"{i:05d}.npz"))
             continue
         item = Sample(np.clip(np.asarray(s.image, np.float32), 0, 1), np.asarray(s.mask, bool), {**s.meta, "good_index": j})
         if kept is not None:
-            _write_item(kept / f"{i:05d}.npz", item)
+            write_pool_item(kept / f"{i:05d}.npz", item)
         pool.append(item)
     return pool
 
 
-def _write_item(path: Path, item: Sample) -> None:
+def write_pool_item(path: Path, item: Sample) -> None:
+    """One kept pool item (`synthesize_pool(keep=...)`) as a compressed `.npz`: image, mask and JSON meta, atomically."""
     import io
     import json
 
@@ -211,7 +212,8 @@ def _write_item(path: Path, item: Sample) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def _read_item(path: Path) -> Sample:
+def read_pool_item(path: Path) -> Sample:
+    """A kept pool item written by `write_pool_item`; a file that does not read is a `DefectlabError` naming it."""
     import json
 
     from ..errors import DefectlabError
