@@ -168,7 +168,7 @@ def main(argv=None) -> int:
 
     src = get_source()
     for k in range(len(src.names)):  # decode the offline photos once, as any long run would
-        src._base(k)
+        src.photo(k)
     parts = {
         "perlin_mask": throughput(lambda i: masks.perlin_mask((size, size), np.random.default_rng([0, i])), n, rounds),
         "texture_for (full image)": throughput(lambda i: texture_for(src, (size, size), 3, np.random.default_rng([0, i])), n, rounds),

@@ -1,12 +1,18 @@
-"""The package layout: the registry is a leaf, the catalog lists every built-in method, the CLI has its subcommands."""
+"""The package layout: the registry is a leaf, the catalog lists every built-in method, the CLI has its subcommands,
+the detectors never import the benchmark, and no private name crosses a sub-package."""
+import ast
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import defectlab
 
 BUILTIN = ["adabldm", "bezier", "copypaste", "cutpaste", "cutpaste_scar", "defect_gan", "defectfill", "draem",
            "glass_global", "glass_local", "memseg", "realnet_sdas", "simplenet", "texture_gan"]
+
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _run(code: str) -> str:
@@ -94,3 +100,69 @@ def test_adabldm_steps_are_cli_subcommands(capsys, tmp_path):
     assert capsys.readouterr().err.startswith("defectlab adabldm train: error: --threads must be >= 1")
     out = _run("from defectlab.cli import main; main(['adabldm', 'generate', '--help'])")
     assert "--by-type" in out
+
+
+def _imports(path: Path, root: Path = REPO) -> list[tuple[int, str, str | None]]:
+    """(line, module, name) of every import in a file under `root`, relative imports resolved (`name`: None for
+    `import module`)."""
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    package = parts[:-1]  # a module's own package (also for an `__init__.py`: its package is itself)
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, a.name, None) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = package[:len(package) - node.level + 1] if node.level else []
+            module = ".".join(base + ([node.module] if node.module else []))
+            found += [(node.lineno, module, a.name) for a in node.names]
+    return found
+
+
+def _unit(module: str) -> str:
+    """What a private name may not leave: `defectlab.X` for a sub-package X or a top-level module X."""
+    return ".".join(module.split(".")[:2])
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def test_detectors_never_import_the_benchmark():
+    """`detect/` is below `benchmark/`: the benchmark's plumbing (`benchmark.prepare`) never comes back up."""
+    bad = [f"{path.relative_to(REPO)}:{line} imports {module}{'.' + name if name else ''}"
+           for path in sorted((REPO / "defectlab" / "detect").rglob("*.py"))
+           for line, module, name in _imports(path)
+           if any(m == "defectlab.benchmark" or m.startswith("defectlab.benchmark.")
+                  for m in (module, f"{module}.{name}" if name else module))]
+    assert bad == []
+
+
+def test_no_private_name_is_imported_from_another_subpackage():
+    """A leading underscore means "this module's own": the library imports none across its sub-packages (or
+    top-level modules), and the benchmark scripts import none of the library's."""
+    bad = []
+    for path in sorted((REPO / "defectlab").rglob("*.py")):
+        home = _unit(".".join(path.relative_to(REPO).with_suffix("").parts))
+        for line, module, name in _imports(path):
+            if module.startswith("defectlab") and _unit(module) != home and (
+                    any(_private(p) for p in module.split(".")) or (name and _private(name))):
+                bad.append(f"{path.relative_to(REPO)}:{line} {module} {name}")
+    for path in sorted((REPO / "benchmarks").glob("*.py")):
+        for line, module, name in _imports(path):
+            if module.split(".")[0] == "defectlab" and (any(_private(p) for p in module.split("."))
+                                                        or (name and _private(name))):
+                bad.append(f"{path.relative_to(REPO)}:{line} {module} {name}")
+    assert bad == []
+
+
+def test_the_import_scan_sees_relative_and_private_imports(tmp_path):
+    """The two tests above would catch what they guard against (a scan that finds nothing proves nothing)."""
+    probe = tmp_path / "defectlab" / "detect" / "probe.py"
+    probe.parent.mkdir(parents=True)
+    probe.write_text("from ..benchmark.prepare import stable_id\nfrom ..synth.base import _x\nfrom .destseg import _y\n"
+                     "from .. import benchmark\nimport defectlab.benchmark\n")
+    found = _imports(probe, tmp_path)
+    assert found == [(1, "defectlab.benchmark.prepare", "stable_id"), (2, "defectlab.synth.base", "_x"),
+                     (3, "defectlab.detect.destseg", "_y"), (4, "defectlab", "benchmark"), (5, "defectlab.benchmark", None)]
+    assert [_unit(m) for _, m, _ in found[:3]] == ["defectlab.benchmark", "defectlab.synth", "defectlab.detect"]
+    assert _private("_x") and not _private("__version__") and not _private("stable_id")

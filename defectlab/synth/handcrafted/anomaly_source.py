@@ -107,7 +107,8 @@ class AnomalySource:
             if not self.names:
                 raise DefectlabError(f"{self.folder}: no images ({', '.join(IMAGE_SUFFIXES)}) in the texture folder")
 
-    def _base(self, i: int) -> np.ndarray:
+    def photo(self, i: int) -> np.ndarray:
+        """Source image `i` (`names[i]`), uint8 RGB, decoded once and cached."""
         return _skimage_photo(self.names[i]) if self.folder is None else _folder_image(self.names[i])
 
     def sample(self, shape: tuple[int, int], rng: np.random.Generator, box: tuple[int, int, int, int] | None = None) -> np.ndarray:
@@ -119,7 +120,7 @@ class AnomalySource:
         by, bx, bh, bw = box if box is not None else (0, 0, h, w)
         if rng.random() < self.procedural_fraction:
             return _procedural(PROCEDURAL[int(rng.integers(len(PROCEDURAL)))], (bh, bw), rng)
-        base = self._base(int(rng.integers(len(self.names))))
+        base = self.photo(int(rng.integers(len(self.names))))
         hs, ws = base.shape[:2]
         side = rng.uniform(0.5, 1.0) * min(hs, ws)
         ch, cw = min(side * max(1.0, h / w), hs), min(side * max(1.0, w / h), ws)
