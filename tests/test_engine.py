@@ -138,3 +138,31 @@ def test_a_failing_unit_is_reported_the_others_finish_and_a_rerun_completes(conf
     run_benchmark(config, out, **RUN)  # the same call again: only the failed units run
     assert (out / "runs" / "cutpaste__seed0.json").stat().st_mtime_ns == before
     assert (out / "results.json").read_bytes() == one_process
+
+
+def test_two_detectors_in_one_benchmark_are_paired_apart_and_compared(config, one_process, tmp_path):
+    import json
+    from dataclasses import replace
+
+    tiny_unet = {"base_channels": 4, "depth": 2, "batch_size": 4}
+    both = replace(config, detector_name="destseg,unet", detector={"destseg": config.detector, "unet": tiny_unet})
+    assert [u.group for u in plan_units(both)] == [u.group for u in plan_units(config)]  # a pool serves both
+    res = run_benchmark(both, tmp_path / "bench", **RUN)
+    names = {r["run"] for r in res["runs"]}
+    assert {"fewshot~unet", "cutpaste~unet", "copypaste+fewshot~unet"} <= names and "patchcore~unet" not in names
+    assert {r["detector"] for r in res["runs"] if r["run"].endswith("~unet")} == {"unet"}
+    # the first detector's runs are those of a benchmark without the second
+    alone = {(r["run"], r["seed"]): r["metrics"] for r in json.loads(one_process)["runs"]}
+    assert all(r["metrics"] == alone[(r["run"], r["seed"])] for r in res["runs"] if "~" not in r["run"])
+    assert set(res["paired"]) == {"destseg", "unet"}
+    assert set(res["paired"]["unet"]) == set(res["paired"]["destseg"]) == {"cutpaste", "cutpaste+fewshot", "copypaste",
+                                                                          "copypaste+fewshot"}
+    def pixel_ap(run):
+        return {r["seed"]: r["metrics"]["pixel_ap"] for r in res["runs"] if r["run"] == run}
+
+    few, mine = pixel_ap("fewshot~unet"), pixel_ap("cutpaste~unet")  # paired with the unet's own fewshot
+    assert res["paired"]["unet"]["cutpaste"]["pixel_ap"]["per_seed"] == {s: mine[s] - few[s] for s in (0, 1)}
+    agreement = res["detector_agreement"]
+    assert agreement["n_detectors"] == 2 and len(agreement["kendall_tau"]) == 1
+    text = (tmp_path / "bench" / "results.md").read_text()
+    assert "Detector `unet`:" in text and "`cutpaste~unet`" in text

@@ -62,10 +62,16 @@ def validate_config(cfg: BenchmarkConfig):
     check_int("--quality-images", cfg.quality_images, low=2)
     if (cfg.steps is not None and cfg.steps < 1) or cfg.n_synthetic < 1:
         raise DefectlabError(f"--detector-steps and --n-synthetic must be >= 1, got {cfg.steps}, {cfg.n_synthetic}")
-    if cfg.detector_name not in DETECTORS:
-        raise DefectlabError(f"--detector must be one of {', '.join(DETECTORS)}, got {cfg.detector_name!r}")
+    names = cfg.detectors()
+    unknown = [d for d in names if d not in DETECTORS]
+    if not names or unknown:
+        raise DefectlabError(f"--detector must be one or more of {', '.join(DETECTORS)} (comma-separated), "
+                             f"got {cfg.detector_name!r}")
+    if len(set(names)) != len(names):
+        raise DefectlabError(f"--detector: a detector is listed twice: {cfg.detector_name}")
     check_real_share(cfg.real_share, "--real-share")
-    make_detector(cfg)  # unknown detector parameters -> DefectlabError
+    for d in names:
+        make_detector(cfg.for_detector(d))  # unknown detector parameters -> DefectlabError
     n_embedded = sum(cfg.embedded.values()) if cfg.format == "embedded" else 0
     _check_memory(cfg, n_embedded, 3)  # before the embedded set is built at --size
     dataset = _open_dataset(cfg)

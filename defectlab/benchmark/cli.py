@@ -64,8 +64,11 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="long side of every image; the aspect is kept and the rest zero-padded (default 256)")
     p.add_argument("--squash", action="store_true", help="squash every image to a size x size square instead")
     p.add_argument("--detector", default="destseg",
-                   help=f"one of {', '.join(DETECTORS)}: destseg, DeSTSeg-style on a pretrained EfficientNet-Lite0 teacher "
-                        "(default); supersimplenet, SuperSimpleNet on the same frozen features; unet, compact U-Net from scratch")
+                   help=f"one or more of {', '.join(DETECTORS)}, comma-separated: destseg, DeSTSeg-style on a pretrained "
+                        "EfficientNet-Lite0 teacher (default); supersimplenet, SuperSimpleNet on the same frozen features; "
+                        "unet, compact U-Net from scratch. With two (destseg,supersimplenet) every supervised run is "
+                        "trained under both (the second's runs named <run>~supersimplenet), and results say whether "
+                        "they agree")
     p.add_argument("--real-share", type=float, metavar="X",
                    help="in <method>+fewshot runs, the share of defective training draws taken from the real defects "
                         "(0..1; default: the detector's own, recorded in results)")

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 FEWSHOT = "fewshot"
 PATCHCORE = "patchcore"
 DIAD = "diad"
+DETECTOR_SEP = "~"  # a further detector's runs: "cutpaste+fewshot~supersimplenet"
 from ..detect.registry import SUPERVISED as DETECTORS  # noqa: E402 - the supervised detectors by name
 # config keys that must match for an interrupted benchmark to resume (methods and seeds may grow)
 _RESUME_KEYS = ("data", "format", "category", "shots", "size", "steps", "n_synthetic", "detector", "embedded",
@@ -29,7 +30,7 @@ class BenchmarkConfig:
     quality: str = "all"  # KID / FID of each method's defects vs the held-out real ones: for "all" seeds, the "first", "none"
     quality_images: int = 100  # at most this many real and synthetic images per KID / FID (Inception on a CPU is slow)
     detector: dict = field(default_factory=dict)  # parameter overrides of the detector (DeSTSegParams / DetectorParams)
-    detector_name: str = "destseg"  # destseg | supersimplenet (pretrained features) | unet (from scratch)
+    detector_name: str = "destseg"  # destseg | supersimplenet (pretrained features) | unet (from scratch); several: "a,b"
     real_share: float | None = None  # share of a `+fewshot` run's defective draws taken from the real ones (None: the detector's default)
     keep_aspect: bool = True  # False: squash every image to the square (the protocol before the letterbox)
     patchcore: bool = True  # the unsupervised PatchCore row
@@ -42,6 +43,8 @@ class BenchmarkConfig:
     transfer_types: list[str] = field(default_factory=list)  # only these defect types of it (empty: all)
 
     def run_names(self) -> list[str]:
+        """Every run: the first detector's under their plain names, then each further detector's supervised runs
+        as `<run>~<detector>` (`detector_run`)."""
         names = [PATCHCORE] if self.patchcore else []
         names += [DIAD] if self.diad else []
         names += [FEWSHOT] if self.shots > 0 else []
@@ -49,7 +52,24 @@ class BenchmarkConfig:
             names += [m, f"{m}+{FEWSHOT}"] if self.shots > 0 and not scores_itself(m) else [m]
             if m in self.transfer_methods():
                 names += [self.transferred(m), f"{self.transferred(m)}+{FEWSHOT}"]
-        return names
+        return names + [self.detector_run(r, d) for d in self.detectors()[1:] for r in names if supervised(r)]
+
+    def detectors(self) -> list[str]:
+        """The supervised detectors, in order: `detector_name` "destseg,supersimplenet" names two."""
+        return [d.strip() for d in self.detector_name.split(",") if d.strip()]
+
+    def detector_run(self, run: str, detector: str) -> str:
+        """A supervised run's name under `detector`: the plain name for the first detector, else `<run>~<detector>`."""
+        return run if detector == self.detectors()[0] else f"{run}{DETECTOR_SEP}{detector}"
+
+    def for_detector(self, detector: str) -> "BenchmarkConfig":
+        """This configuration as seen by one detector: `detector_name` is that detector alone, and `detector` holds
+        its parameter overrides (with several detectors, {name: {parameter: value}}; flat ones are the first's)."""
+        from dataclasses import replace
+
+        nested = len(self.detectors()) > 1 and set(self.detector) <= set(self.detectors())
+        own = self.detector.get(detector, {}) if nested else self.detector if detector == self.detectors()[0] else {}
+        return replace(self, detector_name=detector, detector=dict(own))
 
     @property
     def transfer(self) -> bool:
@@ -98,5 +118,15 @@ def transferable(method: str) -> bool:
 
 
 def base_method(name: str) -> str:
-    """The registered method of a pool or run name: "copypaste@washer+fewshot" -> "copypaste"."""
-    return name.split("+")[0].split("@")[0]
+    """The registered method of a pool or run name: "copypaste@washer+fewshot~supersimplenet" -> "copypaste"."""
+    return name.split(DETECTOR_SEP)[0].split("+")[0].split("@")[0]
+
+
+def base_run(name: str) -> str:
+    """A run's name without its detector: "copypaste+fewshot~supersimplenet" -> "copypaste+fewshot"."""
+    return name.split(DETECTOR_SEP)[0]
+
+
+def supervised(run: str) -> bool:
+    """A run that trains a supervised detector (not PatchCore, DiAD or a feature-space method's own scorer)."""
+    return base_run(run) == FEWSHOT or (base_run(run) not in (PATCHCORE, DIAD) and not scores_itself(base_method(run)))

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..imageio import atomic_write_bytes
-from .config import DIAD, FEWSHOT, PATCHCORE, BenchmarkConfig
+from .config import DIAD, FEWSHOT, PATCHCORE, BenchmarkConfig, base_run
 from .figures import pr_curves
 from .folder import detector_file, run_file, save_image_stats, write_json
 
@@ -42,8 +42,9 @@ def fit_detector(run: str, seed: int, cfg: BenchmarkConfig, prepared, defects, s
     from .prepare import stable_id
 
     det = make_detector(cfg)
-    # one initialisation per seed (paired runs); the data order depends on the run
-    det.fit(prepared.goods, defects, np.random.default_rng([seed, stable_id(run)]), init_rng=np.random.default_rng([seed, 0]),
+    # one initialisation per seed (paired runs); the data order depends on the run (the same under every detector)
+    det.fit(prepared.goods, defects, np.random.default_rng([seed, stable_id(base_run(run))]),
+            init_rng=np.random.default_rng([seed, 0]),
             foregrounds=prepared.foregrounds, show_progress=show_progress, desc=f"{run} seed {seed}")
     return det
 
@@ -65,8 +66,8 @@ def train_and_test(run: str, seed: int, cfg: BenchmarkConfig, prepared, defects,
                     record: dict | None = None) -> dict:
     t0 = time.time()
     det = fit_detector(run, seed, cfg, prepared, defects, show_progress)
-    if run == FEWSHOT:
-        det.save(detector_file(out, seed))  # TRTS scores every method's defects with it
+    if base_run(run) == FEWSHOT:
+        det.save(detector_file(out, seed, run))  # TRTS scores every method's defects with the first detector's
     t1 = time.time()
     maps, scores = det.predict(prepared.test_images)
     extra = {"train_defects": len(defects), "loss_first": float(np.mean(det.losses[:10])),
@@ -126,7 +127,7 @@ def _test_and_record(run, seed, cfg, prepared, maps, scores, top_k, train_second
     np.savez_compressed(buf, maps=maps[grid].astype(np.float16), index=np.asarray(grid))
     atomic_write_bytes(run_file(out, run, seed).with_suffix(".npz"), buf.getvalue())
     save_image_stats(out, run, seed, masks, maps, defective)  # for the quality <-> detection bootstrap
-    result = {"run": run, "method": run.split("+")[0], "seed": seed, "metrics": metrics,
+    result = {"run": run, "method": base_run(run).split("+")[0], "seed": seed, "metrics": metrics,
               "by_type": _by_type(prepared.test_labels, masks, maps, scores, top_k),
               "train_goods": len(prepared.goods), "split": prepared.meta, **extra,
               "train_seconds": round(train_seconds, 2), "test_seconds": round(test_seconds, 2),

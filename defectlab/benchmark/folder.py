@@ -123,8 +123,9 @@ def quality_file(out: Path, method: str, seed: int) -> Path:
     return out / "runs" / f"quality__{method}__seed{seed}.json"
 
 
-def detector_file(out: Path, seed: int) -> Path:
-    return out / "runs" / f"{FEWSHOT}__seed{seed}.pt"
+def detector_file(out: Path, seed: int, run: str = FEWSHOT) -> Path:
+    """The saved detector of a seed's `fewshot` run (`fewshot~<detector>` for a further detector)."""
+    return out / "runs" / f"{run}__seed{seed}.pt"
 
 
 def stats_file(out: Path, run: str, seed: int) -> Path:

@@ -12,7 +12,7 @@ import numpy as np
 from ..data.records import name_files
 from ..metrics.correlation import MIN_METHODS, TOO_FEW
 from ..metrics.paired import EXACT_MAX_SEEDS, min_attainable_p, seeds_needed
-from .config import DIAD, FEWSHOT, PATCHCORE, BenchmarkConfig, base_method, scores_itself
+from .config import DETECTOR_SEP, DIAD, FEWSHOT, PATCHCORE, BenchmarkConfig, base_method, base_run, scores_itself
 from .correlation import BOOTSTRAP_RESAMPLES
 from .folder import quality_file, run_file
 from .quality import LPIPS_SIZE
@@ -76,21 +76,32 @@ def paired_statistics(cfg: BenchmarkConfig, runs: list[dict]) -> dict:
     from ..metrics.paired import detector_agreement, paired_table
 
     order = {name: i for i, name in enumerate(cfg.run_names())}
-    per_seed: dict = {}
+    detectors = cfg.detectors()
+    per_seed: dict = {d: {} for d in detectors}
     for r in sorted(runs, key=lambda r: (order.get(r["run"], len(order)), r["run"], r["seed"])):
         if r["run"] not in (PATCHCORE, DIAD):  # no defects, another model: not paired with `fewshot`, not in Holm's family
-            per_seed.setdefault(r["run"], {})[r["seed"]] = r["metrics"]
-    paired = {cfg.detector_name: paired_table(per_seed, FEWSHOT, rng=np.random.default_rng([len(cfg.seeds), 23]),
-                                              resamples=PAIRED_RESAMPLES)}
+            # a feature-space method's own scorer is compared within the first detector's table
+            det = r.get("detector") if r.get("detector") in detectors else detectors[0]
+            per_seed[det].setdefault(base_run(r["run"]), {})[r["seed"]] = r["metrics"]
+    paired = {d: paired_table(per_seed[d], FEWSHOT, rng=np.random.default_rng([len(cfg.seeds), 23]),
+                              resamples=PAIRED_RESAMPLES) for d in detectors}
     return {"paired": paired, "detector_agreement": detector_agreement(paired)}
 
 
-def _detector_steps(cfg: BenchmarkConfig):
-    """The steps the runs trained for: a detector parameter override, the configured budget, else its default."""
+def _detector_text(cfg: BenchmarkConfig) -> str:
+    """Each detector and the steps its runs trained for (a parameter override, the configured budget, else its
+    default); the runs of a second detector carry its name: `<run>~<detector>`."""
     from .detector_runs import make_detector
 
-    det = make_detector(cfg)
-    return getattr(det.params, det.STEP_FIELDS[0])
+    parts = []
+    for d in cfg.detectors():
+        det = make_detector(cfg.for_detector(d))
+        steps = getattr(det.params, det.STEP_FIELDS[0])
+        parts.append(f"`{d}` ({steps} steps{' per stage' if d == 'destseg' else ''})")
+    if len(parts) == 1:
+        return f"detector {parts[0]}"
+    return (f"detectors {', '.join(parts)} (runs of `{cfg.detectors()[1]}` and later are named "
+            f"`<run>{DETECTOR_SEP}<detector>`)")
 
 
 def fmt_p(p) -> str:
@@ -167,8 +178,7 @@ def results_markdown(cfg: BenchmarkConfig, results: dict) -> str:
     split = results["runs"][0]["split"] if results["runs"] else {}
     lines += [f"Data `{cfg.data or 'embedded'}` ({results['format']}), {cfg.shots} real defects per type for training, "
               f"seeds {', '.join(map(str, cfg.seeds))}, long side {cfg.size} px "
-              f"({'aspect kept, zero-padded' if cfg.keep_aspect else 'squashed to a square'}), detector `{cfg.detector_name}` "
-              f"({_detector_steps(cfg)} steps{' per stage' if cfg.detector_name == 'destseg' else ''}), "
+              f"({'aspect kept, zero-padded' if cfg.keep_aspect else 'squashed to a square'}), {_detector_text(cfg)}, "
               f"{cfg.n_synthetic} synthetic defects per method. Test set (seed {cfg.seeds[0]}): "
               f"{split.get('heldout', '?')} held-out real defects + {split.get('good_test', '?')} good images; "
               f"training: {split.get('good_train', '?')} good images.", "",

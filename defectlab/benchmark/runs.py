@@ -50,8 +50,11 @@ def run_group(unit, cfg: BenchmarkConfig, ready, out: Path, show_progress: bool,
         patchcore_run(seed, cfg, ready(), out, show_progress, stamp)
     elif group == DIAD and todo:
         diad_run(seed, cfg, ready(), out, show_progress, stamp)
-    elif group == FEWSHOT and todo:
-        train_and_test(FEWSHOT, seed, cfg, ready(), ready().support, out, show_progress, stamp)
+    elif group == FEWSHOT:
+        for d in cfg.detectors():
+            if cfg.detector_run(FEWSHOT, d) in todo:
+                train_and_test(cfg.detector_run(FEWSHOT, d), seed, cfg.for_detector(d), ready(), ready().support, out,
+                               show_progress, stamp)
     elif scores_itself(group):
         if todo:
             t0 = time.time()
@@ -85,7 +88,7 @@ def _pool_runs(method_name: str, name: str, seed: int, cfg: BenchmarkConfig, sou
 
     from .units import wants_quality
 
-    runs = [r for r in (name, f"{name}+{FEWSHOT}") if r in todo]
+    runs = [(r, d) for d in cfg.detectors() for r in (name, f"{name}+{FEWSHOT}") if cfg.detector_run(r, d) in todo]
     need_quality = wants_quality(cfg, seed) and not quality_file(out, name, seed).is_file()
     if not runs and not need_quality:
         return
@@ -101,12 +104,13 @@ def _pool_runs(method_name: str, name: str, seed: int, cfg: BenchmarkConfig, sou
         t1 = time.time()
         q = {"method": name, "seed": seed, **method_quality(source(), pool, cfg.quality_images, seed),
              "synth_seconds": round(synth_seconds, 2), **info}
-        if cfg.shots > 0:
-            q.update(trts_scores(fewshot_detector(seed, cfg, ready(), out, show_progress), pool, cfg.quality_images))
+        if cfg.shots > 0:  # scored by the first detector's `fewshot` run
+            first = cfg.for_detector(cfg.detectors()[0])
+            q.update(trts_scores(fewshot_detector(seed, first, ready(), out, show_progress), pool, cfg.quality_images))
         q["quality_seconds"] = round(time.time() - t1, 2)
         write_json(quality_file(out, name, seed), q)
-    for r in runs:
+    for r, d in runs:
         defects = pool if r == name else pool + ready().support
-        train_and_test(r, seed, cfg, ready(), defects, out, show_progress,
-                        {**info, "synth_seconds": round(synth_seconds, 2)})
+        train_and_test(cfg.detector_run(r, d), seed, cfg.for_detector(d), ready(), defects, out, show_progress,
+                       {**info, "synth_seconds": round(synth_seconds, 2)})
     shutil.rmtree(kept, ignore_errors=True)  # every file that needs the pool is written: it was kept for a resume only

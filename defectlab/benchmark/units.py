@@ -31,14 +31,18 @@ def plan_units(cfg: BenchmarkConfig) -> list[Unit]:
     return [Unit(seed, g) for seed in cfg.seeds for g in groups]
 
 
-def unit_runs(cfg: BenchmarkConfig, unit: Unit) -> list[str]:
-    """The run names a unit writes (a method's: itself, +fewshot, and its transferred runs)."""
-    if unit.group in (PATCHCORE, DIAD, FEWSHOT) or scores_itself(unit.group):
+def unit_runs(cfg: BenchmarkConfig, unit: Unit, detector: str | None = None) -> list[str]:
+    """The run names a unit writes (a method's: itself, +fewshot, and its transferred runs), under every detector
+    (or under `detector` only). The detectors of a method share its pool: they are one unit."""
+    if unit.group in (PATCHCORE, DIAD) or (unit.group != FEWSHOT and scores_itself(unit.group)):
         return [unit.group]
-    names = [unit.group] + [f"{unit.group}+{FEWSHOT}"] * (cfg.shots > 0)
-    if unit.group in cfg.transfer_methods():
-        names += [cfg.transferred(unit.group)] + [f"{cfg.transferred(unit.group)}+{FEWSHOT}"] * (cfg.shots > 0)
-    return names
+    if unit.group == FEWSHOT:
+        names = [FEWSHOT]
+    else:
+        names = [unit.group] + [f"{unit.group}+{FEWSHOT}"] * (cfg.shots > 0)
+        if unit.group in cfg.transfer_methods():
+            names += [cfg.transferred(unit.group)] + [f"{cfg.transferred(unit.group)}+{FEWSHOT}"] * (cfg.shots > 0)
+    return [cfg.detector_run(r, d) for d in ([detector] if detector else cfg.detectors()) for r in names]
 
 
 def wants_quality(cfg: BenchmarkConfig, seed: int) -> bool:
@@ -57,7 +61,7 @@ def unit_records(cfg: BenchmarkConfig, unit: Unit, out: Path) -> list[Path]:
 def unit_outputs(cfg: BenchmarkConfig, unit: Unit, out: Path) -> list[Path]:
     """Every file the unit writes: its records, each run's maps and image statistics, `fewshot`'s detector."""
     runs = [run_file(out, r, unit.seed) for r in unit_runs(cfg, unit)]
-    extra = [detector_file(out, unit.seed)] if unit.group == FEWSHOT else []
+    extra = [detector_file(out, unit.seed, r) for r in unit_runs(cfg, unit)] if unit.group == FEWSHOT else []
     return (unit_records(cfg, unit, out) + [f.with_suffix(".npz") for f in runs]
             + [stats_file(out, r, unit.seed) for r in unit_runs(cfg, unit)] + extra)
 
