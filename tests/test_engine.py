@@ -166,3 +166,19 @@ def test_two_detectors_in_one_benchmark_are_paired_apart_and_compared(config, on
     assert agreement["n_detectors"] == 2 and len(agreement["kendall_tau"]) == 1
     text = (tmp_path / "bench" / "results.md").read_text()
     assert "Detector `unet`:" in text and "`cutpaste~unet`" in text
+
+
+def test_category_all_runs_every_category_as_units_of_one_grid(tmp_path):
+    root = tmp_path / "two"
+    build_embedded(root=root, size=32, n_train=6, n_test_good=2, n_test_defect=3, categories=("brick", "washer"))
+    settings = dict(SETTINGS, seeds=[0], steps=5, patchcore=False)
+    every = BenchmarkConfig("all", ["cutpaste"], data=str(root), **settings)
+    res = run_benchmark(every, tmp_path / "all", executor="local", workers=2, **RUN)
+    assert set(res["categories"]) == {"brick", "washer"}
+    alone = tmp_path / "washer"
+    run_benchmark(BenchmarkConfig("washer", ["cutpaste"], data=str(root), **settings), alone, **RUN)
+    assert (tmp_path / "all" / "washer" / "results.json").read_bytes() == (alone / "results.json").read_bytes()
+    index = (tmp_path / "all" / "results.md").read_text()
+    assert "[brick](brick/results.md)" in index and "`cutpaste+fewshot`" in index
+    with pytest.raises(DefectlabError, match="unknown category 'bolt'; found: brick, washer"):
+        run_benchmark(BenchmarkConfig("bolt", ["cutpaste"], data=str(root), **settings), tmp_path / "bolt", **RUN)

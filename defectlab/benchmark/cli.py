@@ -55,7 +55,9 @@ def _at_least(low: int):
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--data", help="data set folder (not needed with --format embedded)")
     p.add_argument("--format", default="auto", help="auto, mvtec, magnetic_tile, btad, ksdd2, visa or embedded")
-    p.add_argument("--category", required=True, help="category to benchmark (magnetic_tile for Magnetic Tile)")
+    p.add_argument("--category", required=True,
+                   help="category to benchmark (magnetic_tile for Magnetic Tile); all: every category of the data set, "
+                        "each in its own folder under --out, as units of one grid (with an index in --out/results.md)")
     p.add_argument("--methods", type=_csv(str), default=[], help="comma-separated synthesis methods")
     p.add_argument("--shots", type=_at_least(0), default=10, help="real defects per type for training (default 10)")
     p.add_argument("--seeds", type=_seed_list, default=[0, 1, 2],

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -81,66 +81,148 @@ def run_benchmark(config: BenchmarkConfig | str | Path | None, *where, out: str 
     return _run(cfg, Path(out), overwrite, threads, show_progress, executor, workers, address)
 
 
-def _run(cfg: BenchmarkConfig, out: Path, overwrite: bool, threads, show_progress: bool, executor: str, workers: int,
-         address) -> dict:
-    from ..bench import machine_info
-    from .prepare import ImageCache
-    from .executors import run_units, start_executor
-    from .units import plan_units, unit_done, unit_fingerprint
+ALL = "all"  # --category all: every category of the data set, each in its own folder under --out
 
-    t0 = time.time()
-    start_executor(executor, address)  # before anything is written: Ray missing, an address that does not answer
+
+@dataclass
+class _Plan:
+    """One category's benchmark, checked and its folder opened: its units, and which of them are still to run."""
+    cfg: BenchmarkConfig
+    out: Path
+    format: str
+    splits: dict
+    sources: dict
+    empty_masks: list
+    prints: dict
+    units: list
+    todo: list
+
+
+def _check(cfg: BenchmarkConfig, out: Path) -> tuple:
+    """Every check of one category (nothing written): the data set, its splits, the transfer sources, the data
+    fingerprint."""
     if cfg.data:
         check_outside(out, cfg.data)  # plots written into the data set would be read as test images next time
     dataset, splits, empty_masks = validate_config(cfg)
     sources = transfer_sources(cfg, dataset, splits)
-    fingerprint = benchmark_fingerprint(cfg, dataset, splits, sources)
+    return cfg, out, dataset.format, splits, sources, empty_masks, benchmark_fingerprint(cfg, dataset, splits, sources)
+
+
+def _open(checked: tuple, overwrite: bool) -> _Plan:
+    """The category's folder opened (or resumed) and its units planned: those whose files exist are done."""
+    from .units import plan_units, unit_done, unit_fingerprint
+
+    cfg, out, fmt, splits, sources, empty_masks, fingerprint = checked
     prepare_out(out, asdict(cfg), overwrite, fingerprint)
     units = plan_units(cfg)
     prints = {u: unit_fingerprint(cfg, u, fingerprint["splits"].get(str(u.seed))) for u in units}
-    todo = [u for u in units if not unit_done(cfg, u, out, prints[u])]
+    return _Plan(cfg, out, fmt, splits, sources, empty_masks, prints, units,
+                 [u for u in units if not unit_done(cfg, u, out, prints[u])])
+
+
+def categories_of(cfg: BenchmarkConfig) -> list[str]:
+    """The categories `--category all` benchmarks: every category of the data set."""
+    from ..data import open_dataset
+    from ..data.embedded import CATEGORIES
+
+    if cfg.format == "embedded":
+        return list(CATEGORIES)
+    if not cfg.data:
+        raise DefectlabError("--data: a data set folder is needed (or --format embedded)")
+    return open_dataset(cfg.data, cfg.format).categories()
+
+
+def _run(cfg: BenchmarkConfig, out: Path, overwrite: bool, threads, show_progress: bool, executor: str, workers: int,
+         address) -> dict:
+    from dataclasses import replace
+
+    from .executors import run_units, start_executor
+
+    t0 = time.time()
+    start_executor(executor, address)  # before anything is written: Ray missing, an address that does not answer
+    if cfg.category == ALL:  # every category's checks pass before any folder is written
+        checked = [_check(replace(cfg, category=c), out / c) for c in categories_of(cfg)]
+    else:
+        checked = [_check(cfg, out)]
+    plans = [_open(c, overwrite) for c in checked]
     parallel = executor == "ray" or workers > 1
     unit_threads = threads if threads is not None else (1 if parallel else None)
-    bar = progress(total=len(units), desc="benchmark units", leave=True) if show_progress else tqdm(disable=True)
-    bar.update(len(units) - len(todo))
+    total, todo = sum(len(p.units) for p in plans), [u for p in plans for u in p.todo]
+    bar = progress(total=total, desc="benchmark units", leave=True) if show_progress else tqdm(disable=True)
+    bar.update(total - len(todo))
+    by_category = {p.cfg.category: p for p in plans}
 
     def finished(outcome) -> None:
+        folder = by_category[outcome.unit.category].out
         for rel, data in (outcome.value or {}).items():  # a worker on another machine wrote them on its own disk
-            if not (out / rel).is_file():
-                atomic_write_bytes(out / rel, data)
+            if not (folder / rel).is_file():
+                atomic_write_bytes(folder / rel, data)
         bar.update()
 
+    shared = {c: (p.cfg, str(p.out), p.splits, p.sources, p.prints) for c, p in by_category.items()}
     with bar:
-        outcomes = run_units(_unit_call, todo, (cfg, str(out), splits, sources, prints, unit_threads,
-                                                show_progress and not parallel),
+        outcomes = run_units(_unit_call, todo, (shared, unit_threads, show_progress and not parallel),
                              executor=executor, workers=workers, address=address, cpus_per_unit=unit_threads or 1,
                              on_done=finished)
     failed = [o for o in outcomes if o.error]
     if failed:
         raise DefectlabError(f"{out}: {len(failed)} of {len(todo)} units failed (the others are written; run the same "
                              "command again to retry them): " + "; ".join(f"{o.unit}: {o.error}" for o in failed))
+    run_info = {"executor": executor, "workers": workers if executor == "local" else None, "threads": unit_threads}
+    if cfg.category != ALL:
+        return _finish(plans[0], t0, run_info)
+    every = {p.cfg.category: _finish(p, t0, run_info) for p in plans}
+    atomic_write_bytes(out / "results.md", categories_markdown(cfg, every).encode())
+    return {"categories": every}
+
+
+def _finish(plan: _Plan, t0: float, run_info: dict) -> dict:
+    """The category's tables and plots from its units' files: results.json (no seconds: the same bytes on every
+    executor), timings.json and results.md."""
+    from ..bench import machine_info
+    from .prepare import ImageCache
+
+    cfg, out = plan.cfg, plan.out
     runs, qual = load_runs(cfg, out)
     summary = summarize(runs)
-    results = {"config": asdict(cfg), "format": dataset.format, "versions": package_versions(),
-               "empty_defect_masks": empty_masks_record(empty_masks),
+    results = {"config": asdict(cfg), "format": plan.format, "versions": package_versions(),
+               "empty_defect_masks": empty_masks_record(plan.empty_masks),
                "runs": [_untimed(r, "curves") for r in runs],
                "summary": summary, "quality": _untimed(qual), "quality_runs": [_untimed(q) for q in quality_records(cfg, out)],
                "correlation": quality_correlations(cfg, summary, qual, out), **paired_statistics(cfg, runs)}
     timings = {"machine": machine_info(), "wall_seconds": round(time.time() - t0, 1),
-               "compute_seconds": round(sum(r["train_seconds"] + r["test_seconds"] for r in runs), 1),
-               "executor": executor, "workers": workers if executor == "local" else None, "threads": unit_threads,
+               "compute_seconds": round(sum(r["train_seconds"] + r["test_seconds"] for r in runs), 1), **run_info,
                "run_seconds": {f"{r['run']}__seed{r['seed']}": {k: r[k] for k in TIMING_KEYS if k in r} for r in runs}}
-    write_plots(cfg, out, ImageCache(cfg.size, keep_aspect=cfg.keep_aspect), splits)
+    write_plots(cfg, out, ImageCache(cfg.size, keep_aspect=cfg.keep_aspect), plan.splits)
     write_json(out / TIMINGS_FILE, timings)
     write_json(out / "results.json", results)  # last: its presence marks a finished benchmark
     atomic_write_bytes(out / "results.md", results_markdown(cfg, {**results, **timings}).encode())
     return {**results, **timings}
 
 
-def _unit_call(unit, cfg, out, splits, sources, prints, threads, show_progress):
-    """`units.run_unit` with the unit's own split, transfer source and fingerprint picked from the shared maps."""
+def categories_markdown(cfg: BenchmarkConfig, every: dict) -> str:
+    """The index of a `--category all` benchmark: per category, `fewshot`'s pixel AP and each run's paired
+    difference to it under the first detector, with a link to the category's own results.md."""
+    from .results import fmt_p
+    from .tables import fmt_num
+
+    lines = [f"# Downstream detection: every category ({len(every)})", "",
+             "| category | run | pixel AP | Δ pixel AP vs `fewshot` | p (Holm) | verdict |", "|---|---|---|---|---|---|"]
+    first = cfg.detectors()[0]
+    for category, res in every.items():
+        for run, row in res["summary"].items():
+            paired = (res.get("paired", {}).get(first, {}).get(run) or {}).get("pixel_ap") or {}
+            lines.append(f"| [{category}]({category}/results.md) | `{run}` | {fmt_num(row['pixel_ap']['mean'], 3)} | "
+                         f"{fmt_num(paired.get('mean'), 3)} | {fmt_p(paired.get('p_holm'))} | {paired.get('verdict', '')} |")
+    return "\n".join(lines + [""])
+
+
+def _unit_call(unit, shared: dict, threads, show_progress):
+    """`units.run_unit` with the unit's category's configuration and folder, and its own split, transfer source and
+    fingerprint, picked from the shared maps."""
     from .units import run_unit
 
+    cfg, out, splits, sources, prints = shared[unit.category]
     return run_unit(unit, cfg, out, splits[unit.seed], sources.get(unit.seed), prints[unit], threads, show_progress)
 
 

@@ -20,15 +20,16 @@ from .folder import detector_file, quality_file, run_file, stats_file
 class Unit:
     seed: int
     group: str  # patchcore | diad | fewshot | a synthesis method
+    category: str = ""
 
     def __str__(self) -> str:
-        return f"{self.group} seed {self.seed}"
+        return f"{self.category}: {self.group} seed {self.seed}"
 
 
 def plan_units(cfg: BenchmarkConfig) -> list[Unit]:
     """Every unit of the configuration, seed by seed, in the order of `cfg.run_names()`."""
     groups = [PATCHCORE] * cfg.patchcore + [DIAD] * cfg.diad + [FEWSHOT] * (cfg.shots > 0) + list(cfg.methods)
-    return [Unit(seed, g) for seed in cfg.seeds for g in groups]
+    return [Unit(seed, g, cfg.category) for seed in cfg.seeds for g in groups]
 
 
 def unit_runs(cfg: BenchmarkConfig, unit: Unit, detector: str | None = None) -> list[str]:
