@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: demo test venv clean course notebooks anomalib-venv anomalib-bench adabldm-weights
+.PHONY: demo test venv clean course notebooks anomalib-venv anomalib-bench adabldm-weights mutation
 
 venv: $(STAMP)
 
@@ -24,6 +24,12 @@ test: $(STAMP)
 	DEFECTLAB_QUICK=1 MPLBACKEND=Agg OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest notebooks tests --nbval-lax -q \
 		-n $(TEST_WORKERS) --maxprocesses 8 --dist loadfile --durations 10 \
 		--cov defectlab --cov-report term:skip-covered $(PYTEST_ARGS)
+
+# mutation testing (issue #37): mutmut on metrics/detection.py with its fast tests, in a temporary copy (~25 min on
+# 2 cores); MUTATION_TARGET=handcrafted for defectlab/synth/handcrafted; writes benchmarks/results/mutation_<target>.json
+MUTATION_TARGET ?= detection
+mutation: $(STAMP)
+	$(PY) benchmarks/mutation.py $(MUTATION_TARGET)
 
 # AdaBLDM's trained offline checkpoint for notebook 05's control panel: trained once (about 15 min on one
 # free CPU core), cached with its SHA-256 in $$DEFECTLAB_ADABLDM_CACHE or ~/.cache/defectlab/adabldm, reused after
