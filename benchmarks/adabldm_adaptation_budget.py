@@ -53,20 +53,18 @@ def compare(item, reference) -> dict:
 
 
 def save(out: Path, setup: dict, budgets: dict, real: dict) -> None:
-    from defectlab.bench import machine_info
-    from defectlab.imageio import atomic_write_bytes
+    from defectlab.bench import write_result
 
-    atomic_write_bytes(out, json.dumps({"setup": setup, "budgets": budgets, "real_boundary_step": real,
-                                        "machine": machine_info()}, indent=1).encode())
+    write_result(out, {"setup": setup, "budgets": budgets, "real_boundary_step": real}, indent=1)
 
 
 def main(argv=None) -> int:
     from defectlab.adabldm.params import AdaptParams
     from defectlab.benchmark import BenchmarkConfig
     from defectlab.benchmark.checks import validate_config
+    from defectlab.benchmark.prepare import ImageCache, prepare_split, read_pool_item, synthesize_pool
     from defectlab.benchmark.runs import build_method
     from defectlab.detect.detector import torch_threads
-    from defectlab.benchmark.prepare import ImageCache, read_pool_item, prepare_split, synthesize_pool
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="the trained AdaBLDM run folder that made the reference pool")
@@ -89,7 +87,7 @@ def main(argv=None) -> int:
     cfg = BenchmarkConfig(category=args.category, methods=["adabldm"], data=args.data, format=args.format,
                           seeds=[args.seed])
     with torch_threads(args.threads):
-        _, splits = validate_config(cfg)
+        splits = validate_config(cfg)[1]
         prepared = prepare_split(splits[args.seed], ImageCache(cfg.size, keep_aspect=cfg.keep_aspect), show_progress=False)
         real = defaultdict(list)  # per defect type
         for im, m, lab in zip(prepared.test_images, prepared.test_canvas_masks, prepared.test_labels):

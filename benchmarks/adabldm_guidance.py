@@ -10,7 +10,6 @@ This is a qualitative sweep, not the quality-metric sweep on held-out defects th
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +19,7 @@ from defectlab import viz
 from defectlab.adabldm import AdaBLDM
 from defectlab.adabldm import notebook as nbk
 from defectlab.adabldm.cache import trained_checkpoint
-from defectlab.bench import machine_info
-from defectlab.imageio import atomic_write_bytes
+from defectlab.bench import write_result
 
 ROOT = Path(__file__).resolve().parent
 OUT = ROOT / "results" / "adabldm_guidance.json"
@@ -49,7 +47,7 @@ def main(argv=None) -> int:
         rows.append({"type": kind, "guidance": args.guidance, "change_in_mask": change,
                      "seconds": [sum(r.seconds.values()) for r in res]})
         print(f"{kind:<14}" + "".join(f"{c:>10.4f}" for c in change))
-    atomic_write_bytes(OUT, json.dumps({"checkpoint": str(ckpt), "rows": rows, "machine": machine_info()}, indent=1).encode())
+    write_result(OUT, {"checkpoint": str(ckpt), "rows": rows}, argv=argv, indent=1)
     return 0
 
 

@@ -25,14 +25,13 @@ SHOWN = (("kid", "KID"), ("fid", "FID"), ("region_kid", "region KID"), ("region_
 
 def main(argv=None) -> int:
     from defectlab.adabldm.params import AdaptParams, SamplerParams
-    from defectlab.bench import machine_info
+    from defectlab.bench import write_result
     from defectlab.benchmark import BenchmarkConfig
     from defectlab.benchmark.checks import validate_config
+    from defectlab.benchmark.prepare import ImageCache, prepare_split, synthesize_pool
     from defectlab.benchmark.quality import method_quality
     from defectlab.benchmark.runs import build_method
     from defectlab.detect.detector import torch_threads
-    from defectlab.benchmark.prepare import ImageCache, prepare_split, synthesize_pool
-    from defectlab.imageio import atomic_write_bytes
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="trained AdaBLDM run folder")
@@ -54,7 +53,7 @@ def main(argv=None) -> int:
     cfg = BenchmarkConfig(category=args.category, methods=["adabldm"], data=args.data, format=args.format,
                           seeds=[args.seed])
     with torch_threads(args.threads):
-        _, splits = validate_config(cfg)
+        splits = validate_config(cfg)[1]
         prepared = prepare_split(splits[args.seed], ImageCache(cfg.size, keep_aspect=cfg.keep_aspect), show_progress=False)
         for g in args.guidance:
             if any(r["guidance"] == g for r in rows):
@@ -69,8 +68,7 @@ def main(argv=None) -> int:
             rows.append({"guidance": g, "synth_seconds": round(seconds, 1),
                          **{k: q[k] for k in q if isinstance(q[k], (int, float, str))}})
             rows.sort(key=lambda r: r["guidance"])
-            atomic_write_bytes(out, json.dumps({"setup": setup, "rows": rows, "machine": machine_info()},
-                                               indent=1).encode())
+            write_result(out, {"setup": setup, "rows": rows}, argv=argv, indent=1)
             print(f"guidance {g:g}: {seconds:.0f} s", flush=True)
     print("| guidance | " + " | ".join(label for _, label in SHOWN) + " | s / image |")
     print("|---:|" + "---:|" * (len(SHOWN) + 1))

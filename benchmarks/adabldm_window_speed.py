@@ -14,9 +14,7 @@ per category and seed, generation <= 10 s per image. Writes benchmarks/results/a
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -33,8 +31,7 @@ def main(argv=None) -> int:
     from defectlab.adabldm.prompts import vocabulary_for
     from defectlab.adabldm.train import load_training_data, train
     from defectlab.adabldm.windows import WindowPairs
-    from defectlab.bench import machine_info
-    from defectlab.imageio import atomic_write_bytes
+    from defectlab.bench import time_call, write_result
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="magnetic_tile")
@@ -52,9 +49,9 @@ def main(argv=None) -> int:
                         WINDOW_TRAIN.scale, WINDOW_TRAIN.hflip)
     model = AdaBLDMModel(ModelConfig(vocabulary=vocabulary_for(pairs.prompts + [""])), seed=0)
     train(model, pairs, replace(WINDOW_TRAIN, steps=WARMUP), show_progress=False)
-    t0 = time.perf_counter()
-    train(model, pairs, replace(WINDOW_TRAIN, steps=args.steps), show_progress=False)
-    per_step = (time.perf_counter() - t0) / args.steps
+    trained = time_call(lambda: train(model, pairs, replace(WINDOW_TRAIN, steps=args.steps), show_progress=False),
+                        warmup=0, repeats=1)
+    per_step = trained["min"] / args.steps
     rows = [{"what": f"training step (window recipe, batch {WINDOW_TRAIN.batch_size}, crop {WINDOW_TRAIN.crop})",
              "seconds": round(per_step, 3),
              "projected_minutes": round(per_step * WINDOW_TRAIN.steps / 60, 1), "goal": "<= 20 min for 1200 steps"}]
@@ -66,15 +63,15 @@ def main(argv=None) -> int:
         method.fit(data.goods, data.defects, np.random.default_rng(0), foregrounds=data.foregrounds)
         for i, kind in enumerate(sorted({d.meta["label"] for d in data.defects})):
             good, fg = data.goods[i], data.foregrounds[i]
-            t1 = time.perf_counter()  # the default mask: a support mask of this type, turned and moved
-            s = method(good, np.random.default_rng(i), foreground=fg, defect_type=kind)
-            wall = time.perf_counter() - t1
+            # the default mask: a support mask of this type, turned and moved
+            made = time_call(lambda: method(good, np.random.default_rng(i), foreground=fg, defect_type=kind),
+                             warmup=0, repeats=1)
+            s, wall = made["value"], made["min"]
             r0, r1, c0, c1 = s.meta["window"]
             rows.append({"what": f"generate {kind}", "window": f"{r1 - r0} x {c1 - c0}", "seconds": round(wall, 1),
                          "goal": "<= 10 s per image"})
             print(f"generate {kind:<10} window {r1 - r0} x {c1 - c0}: {wall:.1f} s", flush=True)
-    atomic_write_bytes(args.out, json.dumps({"rows": rows, "threads": args.threads, "load_average_at_start": load,
-                                             "machine": machine_info()}, indent=1).encode())
+    write_result(args.out, {"rows": rows, "threads": args.threads, "load_average_at_start": load}, argv=argv, indent=1)
     return 0
 
 

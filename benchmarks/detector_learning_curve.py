@@ -34,20 +34,19 @@ def run(args) -> None:
 
     import torch
 
+    from defectlab.bench import write_result
     from defectlab.benchmark import FEWSHOT, BenchmarkConfig
     from defectlab.benchmark.checks import validate_config
     from defectlab.benchmark.detector_runs import fit_detector
-    from defectlab.bench import machine_info
     from defectlab.benchmark.prepare import ImageCache, prepare_split
     from defectlab.metrics.detection import evaluate
-    from defectlab.imageio import atomic_write_bytes
 
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cfg = BenchmarkConfig(data=args.data, format="magnetic_tile", category="magnetic_tile", methods=[],
                           seeds=[args.seed], size=args.size, shots=args.shots, detector_name=args.detector)
-    _, splits = validate_config(cfg)
+    splits = validate_config(cfg)[1]
     prepared = prepare_split(splits[args.seed], ImageCache(args.size, keep_aspect=True), show_progress=False)
     masks = np.stack(prepared.test_masks)
     for steps in args.steps:
@@ -67,9 +66,8 @@ def run(args) -> None:
             if hasattr(det, "seg_losses") else {"loss": curve(det.losses)}
         point = {"seed": args.seed, "steps": steps, "detector": args.detector,
                  "metrics": {k: float(metrics[k]) for k in METRICS}, **stages, "loss_every": every,
-                 "train_seconds": round(t1 - t0, 1), "test_seconds": round(time.time() - t1, 1),
-                 "machine": machine_info(), "command": args.command}
-        atomic_write_bytes(path, json.dumps(point, indent=1).encode())
+                 "train_seconds": round(t1 - t0, 1), "test_seconds": round(time.time() - t1, 1)}
+        write_result(path, point, indent=1)
         print(f"seed {args.seed} steps {steps}: " + ", ".join(f"{k} {point['metrics'][k]:.3f}" for k in METRICS)
               + f" ({point['train_seconds']:.0f} s train)", flush=True)
 
@@ -134,8 +132,6 @@ def report(args) -> None:
 
 
 def main() -> None:
-    import sys
-
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data")
     ap.add_argument("--seed", type=int, default=0)
@@ -149,7 +145,6 @@ def main() -> None:
     ap.add_argument("--json", help="with --report: write the table and points here")
     ap.add_argument("--figure", help="with --report: save the curves here (PNG)")
     args = ap.parse_args()
-    args.command = " ".join(["python"] + sys.argv)
     report(args) if args.report else run(args)
 
 

@@ -10,23 +10,17 @@ seed's test images. The backbone features of every image are computed first and 
 from __future__ import annotations
 
 import argparse
-import json
-import time
-from pathlib import Path
 
 
 def main() -> None:
-    import sys
-
     import torch
 
-    from defectlab.bench import machine_info
+    from defectlab.bench import time_call, write_result
     from defectlab.benchmark import FEWSHOT, BenchmarkConfig
     from defectlab.benchmark.checks import validate_config
     from defectlab.benchmark.detector_runs import fit_detector, make_detector
-    from defectlab.detect.destseg import teacher_features
     from defectlab.benchmark.prepare import ImageCache, prepare_split
-    from defectlab.imageio import atomic_write_bytes
+    from defectlab.detect.destseg import teacher_features
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True)
@@ -40,20 +34,16 @@ def main() -> None:
     for name in args.detectors:
         cfg = BenchmarkConfig(data=args.data, format="magnetic_tile", category="magnetic_tile", methods=[],
                               seeds=[args.seed], detector_name=name)
-        _, splits = validate_config(cfg)
+        splits = validate_config(cfg)[1]
         prepared = prepare_split(splits[args.seed], ImageCache(cfg.size, keep_aspect=True), show_progress=False)
         params = make_detector(cfg).params
         backbone = teacher_features(params.backbone, params.strides, params.device or "cpu")  # loads the weights
         images = prepared.goods + [s.image for s in prepared.support] + prepared.test_images
-        t0 = time.perf_counter()
-        backbone(images)
-        features = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        det = fit_detector(FEWSHOT, args.seed, cfg, prepared, prepared.support, False)
-        fit = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        det.predict(prepared.test_images)
-        predict = time.perf_counter() - t0
+        features = time_call(lambda: backbone(images), warmup=0, repeats=1)["min"]
+        fitted = time_call(lambda: fit_detector(FEWSHOT, args.seed, cfg, prepared, prepared.support, False),
+                           warmup=0, repeats=1)
+        det, fit = fitted["value"], fitted["min"]
+        predict = time_call(lambda: det.predict(prepared.test_images), warmup=0, repeats=1)["min"]
         steps = getattr(det.params, det.STEP_FIELDS[0])
         rows.append({"detector": name, "steps": steps, "features_s": round(features, 1), "fit_s": round(fit, 1),
                      "predict_s": round(predict, 1), "run_s": round(fit + predict, 1), "images": len(images),
@@ -61,8 +51,7 @@ def main() -> None:
         print(f"| {name} | {steps} | {features:.0f} ({len(images)} images) | {fit:.0f} | {predict:.0f} | "
               f"{fit + predict:.0f} |", flush=True)
     if args.json:
-        atomic_write_bytes(Path(args.json), json.dumps({"rows": rows, "threads": args.threads, "machine": machine_info(),
-                                                        "command": " ".join(["python"] + sys.argv)}, indent=1).encode())
+        write_result(args.json, {"rows": rows, "threads": args.threads}, indent=1)
 
 
 if __name__ == "__main__":

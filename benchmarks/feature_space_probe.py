@@ -18,12 +18,12 @@ import numpy as np
 
 def main() -> None:
     import torch
-    from sklearn.metrics import average_precision_score, roc_auc_score
 
+    from defectlab import methods
     from defectlab.benchmark import BenchmarkConfig
     from defectlab.benchmark.checks import validate_config
-    from defectlab import methods
     from defectlab.benchmark.prepare import ImageCache, prepare_split
+    from defectlab.metrics.detection import evaluate
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("variants", help="JSON {name: {parameter: value}}")
@@ -33,13 +33,13 @@ def main() -> None:
     torch.set_num_threads(1)
     cfg = BenchmarkConfig(data=args.data, format="magnetic_tile", category="magnetic_tile", methods=["simplenet"],
                             seeds=[0], size=args.size)
-    _, splits = validate_config(cfg)
+    splits = validate_config(cfg)[1]
     prepared = prepare_split(splits[0], ImageCache(args.size, keep_aspect=True), show_progress=False)
     rng = np.random.default_rng(0)
     labels = np.array(prepared.test_labels)
     good, bad = np.where(labels == "good")[0], np.where(labels != "good")[0]
     chosen = np.concatenate([rng.choice(good, 50, replace=False), rng.choice(bad, 80, replace=False)])
-    masks = [prepared.test_masks[i] for i in chosen]
+    masks = np.stack([prepared.test_masks[i] for i in chosen])
     print("| variant | parameters | pixel AUROC | pixel AP | image AUROC | loss first 20 → last 20 | s |")
     print("|---|---|---|---|---|---|---|")
     for name, over in json.loads(args.variants).items():
@@ -48,12 +48,11 @@ def main() -> None:
         method = methods.create(over.pop("method", "simplenet"), **over)
         method.fit(prepared.goods, prepared.support, np.random.default_rng([0, 1]), foregrounds=prepared.foregrounds)
         maps = prepared.eval_maps(np.stack([method.score(prepared.test_images[i]) for i in chosen]))
-        y = np.concatenate([m.ravel() for m in masks])
-        s = np.concatenate([m.ravel() for m in maps])
-        img_auroc = roc_auc_score([m.any() for m in masks], [m.max() for m in maps])
+        metrics = evaluate(masks, maps, scores=maps.reshape(len(maps), -1).max(axis=1))  # image score: the map's max
         h = method.history
-        print(f"| {name} | {method.name} {over} | {roc_auc_score(y, s):.3f} | {average_precision_score(y, s):.3f} | "
-              f"{img_auroc:.3f} | {np.mean(h[:20]):.3f} → {np.mean(h[-20:]):.3f} | {time.time() - t0:.0f} |", flush=True)
+        print(f"| {name} | {method.name} {over} | {metrics['pixel_auroc']:.3f} | {metrics['pixel_ap']:.3f} | "
+              f"{metrics['image_auroc']:.3f} | {np.mean(h[:20]):.3f} → {np.mean(h[-20:]):.3f} | {time.time() - t0:.0f} |",
+              flush=True)
 
 
 if __name__ == "__main__":

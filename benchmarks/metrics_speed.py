@@ -1,19 +1,18 @@
 """Detection-metric speed: pixel metrics (AUROC, AP, F1-max, AUPRO, IAP) for 100 maps of 256x256.
 
 Goal (issue 17): `detection.evaluate` (all nine metrics) <= 1.5 s on one idle core; AUPRO reuses the one sorted
-pixel curve. Run: OMP_NUM_THREADS=1 .venv/bin/python benchmarks/metrics_speed.py
+pixel curve. Run: OMP_NUM_THREADS=1 .venv/bin/python benchmarks/metrics_speed.py [--out FILE]
 Prints a table, writes benchmarks/results/metrics_speed.json with the machine's description and load average.
 """
 from __future__ import annotations
 
-import json
+import argparse
 import os
-import time
 from pathlib import Path
 
 import numpy as np
 
-from defectlab.bench import machine_info
+from defectlab.bench import time_call, write_result
 from defectlab.metrics import detection
 
 
@@ -28,16 +27,13 @@ def case(n: int = 100, size: int = 256, seed: int = 0):
     return masks, maps
 
 
-def timed(fn, repeats: int = 3) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+OUT = Path(__file__).resolve().parent / "results" / "metrics_speed.json"
 
 
-def main() -> None:
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=OUT, help="JSON file to write")
+    args = ap.parse_args(argv)
     masks, maps = case()
     detection.evaluate(masks[:2], maps[:2])  # imports (scikit-learn) outside the timing
     curve = detection.pixel_curve(masks, maps)
@@ -49,16 +45,14 @@ def main() -> None:
         "evaluate (all 9)": lambda: detection.evaluate(masks, maps),
     }
     load = os.getloadavg()[0]
-    results = {name: round(timed(fn), 3) for name, fn in rows.items()}
+    results = {name: round(time_call(fn, warmup=0, repeats=3)["min"], 3) for name, fn in rows.items()}
     print(f"{'metric (100 maps 256x256)':<28} {'best of 3 (s)':>13}")
     for name, s in results.items():
         print(f"{name:<28} {s:>13.3f}")
-    out = Path(__file__).parent / "results" / "metrics_speed.json"
-    out.parent.mkdir(exist_ok=True)
     print(f"goal: evaluate <= 1.5 s on one idle core; load average at start {load:.1f} "
           f"on {os.cpu_count()} cores")
-    out.write_text(json.dumps({"seconds": results, "maps": [100, 256, 256], "goal_evaluate_s": 1.5,
-                               "load_average_1min": round(load, 2), "machine": machine_info()}, indent=2))
+    write_result(args.out, {"seconds": results, "maps": [100, 256, 256], "goal_evaluate_s": 1.5,
+                            "load_average_1min": round(load, 2)}, argv=argv)
 
 
 if __name__ == "__main__":

@@ -12,8 +12,6 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
-
 
 def main() -> None:
     from defectlab.benchmark import BenchmarkConfig, scores_itself
@@ -37,7 +35,7 @@ def main() -> None:
     cfg = BenchmarkConfig(**{k: v for k, v in saved.items() if k in fields})
     cfg.seeds, cfg.quality_images = [args.seed], args.quality_images
     with torch_threads(args.threads):
-        _, splits = validate_config(cfg)
+        splits = validate_config(cfg)[1]
         prepared = prepare_split(splits[args.seed], ImageCache(cfg.size, keep_aspect=cfg.keep_aspect), show_progress=False)
         for m in cfg.methods:
             if scores_itself(m) or quality_file(out, m, args.seed).is_file():

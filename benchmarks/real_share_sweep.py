@@ -32,13 +32,12 @@ def run(args) -> None:
 
     import torch
 
-    from defectlab.bench import machine_info
+    from defectlab.bench import write_result
     from defectlab.benchmark import FEWSHOT, BenchmarkConfig
     from defectlab.benchmark.checks import validate_config
     from defectlab.benchmark.detector_runs import fit_detector
-    from defectlab.benchmark.runs import build_method
     from defectlab.benchmark.prepare import ImageCache, prepare_split, synthesize_pool
-    from defectlab.imageio import atomic_write_bytes
+    from defectlab.benchmark.runs import build_method
     from defectlab.metrics.detection import evaluate
 
     torch.set_num_threads(args.threads)
@@ -47,7 +46,7 @@ def run(args) -> None:
     cfg = BenchmarkConfig(data=args.data, format=args.format, category=args.category, methods=args.methods,
                           seeds=[args.seed], size=args.size, shots=args.shots, detector_name=args.detector,
                           steps=args.steps, n_synthetic=args.n_synthetic)
-    _, splits = validate_config(cfg)
+    splits = validate_config(cfg)[1]
     prepared = prepare_split(splits[args.seed], ImageCache(args.size, keep_aspect=True), show_progress=False)
     masks = np.stack(prepared.test_masks)
 
@@ -61,9 +60,8 @@ def run(args) -> None:
         metrics = evaluate(masks, prepared.eval_maps(maps), scores=scores, top_k=det.params.top_k)
         record = {"seed": args.seed, "run": run, "real_share": share, "detector": args.detector,
                   "steps": args.steps, "n_synthetic": args.n_synthetic, "real": len(prepared.support),
-                  "metrics": {k: float(metrics[k]) for k in METRICS}, "seconds": round(time.time() - t0, 1),
-                  "machine": machine_info(), "command": args.command}
-        atomic_write_bytes(path, json.dumps(record, indent=1).encode())
+                  "metrics": {k: float(metrics[k]) for k in METRICS}, "seconds": round(time.time() - t0, 1)}
+        write_result(path, record, indent=1)
         print(f"seed {args.seed} {run} share {share}: " + ", ".join(f"{k} {record['metrics'][k]:.3f}" for k in METRICS),
               flush=True)
 
@@ -107,8 +105,6 @@ def report(args) -> None:
 
 
 def main() -> None:
-    import sys
-
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data")
     ap.add_argument("--format", default="magnetic_tile")
@@ -126,7 +122,6 @@ def main() -> None:
     ap.add_argument("--report", metavar="FOLDER", help="print the table of the points in FOLDER (trains nothing)")
     ap.add_argument("--json", help="with --report: write the table and points here")
     args = ap.parse_args()
-    args.command = " ".join(["python"] + sys.argv)
     report(args) if args.report else run(args)
 
 

@@ -1,6 +1,6 @@
 """On-the-fly synthesis through a DataLoader vs the detector's training step, 256 x 256 RGB.
 
-    python benchmarks/synth_dataloader_speed.py [--items 400] [--workers 0,1,2] [--steps 30]
+    python benchmarks/synth_dataloader_speed.py [--items 400] [--workers 0,1,2] [--steps 30] [--out FILE]
 
 - Loader: `defectlab.data.SyntheticDefects` on four good photos, methods draem + memseg + cutpaste (equal
   weights), p_good 0.5 (DRAEM's mix), batches of 8 through `synthetic_loader` with 0, 1, 2 worker processes;
@@ -15,16 +15,15 @@ benchmarks/results/synth_dataloader_speed.json.
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import os
 import sys
-import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
+
+from defectlab.bench import time_call, write_result
 
 OUT = Path(__file__).resolve().parent / "results" / "synth_dataloader_speed.json"
 METHODS = ["draem", "memseg", "cutpaste"]
@@ -44,10 +43,8 @@ def loader_rate(data, workers: int, items: int) -> float:
     data.length = items
     it = iter(synthetic_loader(data, BATCH, np.random.default_rng(0), workers=workers))
     next(it)  # workers started, first batch made
-    t0, n = time.perf_counter(), 0
-    for image, *_ in it:
-        n += len(image)
-    return n / (time.perf_counter() - t0)
+    rest = time_call(lambda: sum(len(image) for image, *_ in it), warmup=0, repeats=1)
+    return rest["value"] / rest["min"]
 
 
 def step_seconds(size: int, steps: int) -> float:
@@ -61,15 +58,14 @@ def step_seconds(size: int, steps: int) -> float:
     opt = torch.optim.Adam(net.parameters(), lr=p.lr)
     x = torch.rand(BATCH, 3, size, size, generator=torch.Generator().manual_seed(1))
     y = (torch.rand(BATCH, size, size, generator=torch.Generator().manual_seed(2)) > 0.9).float()
-    best = math.inf
-    for _ in range(steps + 1):  # the first is a warm-up
-        t0 = time.perf_counter()
+
+    def step():
         loss = sigmoid_focal_loss(net(x), y, alpha=p.focal_alpha, gamma=p.focal_gamma, reduction="mean")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        best = min(best, time.perf_counter() - t0)
-    return best
+
+    return time_call(step, warmup=1, repeats=steps)["min"]
 
 
 def fit_seconds(imgs, workers: int, steps: int) -> float:
@@ -78,21 +74,20 @@ def fit_seconds(imgs, workers: int, steps: int) -> float:
 
     synth = defectlab.create("draem")
     det = SegmentationDetector(steps=steps, num_threads=1, loader_workers=workers)
-    t0 = time.perf_counter()
-    det.fit(imgs, (), np.random.default_rng(0), synth=synth, show_progress=False)
-    return time.perf_counter() - t0
+    fit = time_call(lambda: det.fit(imgs, (), np.random.default_rng(0), synth=synth, show_progress=False), warmup=0,
+                    repeats=1)
+    return fit["min"]
 
 
 def main(argv=None) -> int:
-    from defectlab.bench import machine_info
     from defectlab.data import SyntheticDefects
-    from defectlab.imageio import atomic_write_bytes
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--items", type=int, default=400, help="items per loader measurement")
     ap.add_argument("--workers", default="0,1,2")
     ap.add_argument("--steps", type=int, default=30, help="detector steps timed (and fitted end to end)")
+    ap.add_argument("--out", type=Path, default=OUT, help="JSON file to write")
     args = ap.parse_args(argv)
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
@@ -120,11 +115,9 @@ def main(argv=None) -> int:
           + f"; pure steps {step * args.steps:.1f} s")
     result = {"size": args.size, "batch": BATCH, "methods": METHODS, "p_good": 0.5, "items": args.items, "rows": rows,
               "detector_step_s": step, "fit_s": {str(w): s for w, s in fits.items()}, "fit_steps": args.steps,
-              "load_average": {"before": load_before, "after": load_after}, "machine": machine_info(),
-              "command": " ".join(["benchmarks/synth_dataloader_speed.py", *(argv or sys.argv[1:])])}
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(OUT, (json.dumps(result, indent=2) + "\n").encode())
-    print(f"\nwrote {OUT}")
+              "load_average": {"before": load_before, "after": load_after}}
+    write_result(args.out, result, argv=argv)
+    print(f"\nwrote {args.out}")
     return 0
 
 

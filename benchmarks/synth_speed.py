@@ -17,10 +17,8 @@ benchmarks/results/synth_speed.json.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import tempfile
-import time
 from pathlib import Path
 
 import cv2
@@ -28,8 +26,7 @@ import numpy as np
 
 import defectlab
 from defectlab import Sample, masks
-from defectlab.bench import machine_info
-from defectlab.imageio import atomic_write_bytes
+from defectlab.bench import time_call, write_result
 from defectlab.synth.handcrafted.anomaly_source import SKIMAGE_PHOTOS, get_source, texture_for
 
 OUT = Path(__file__).resolve().parent / "results" / "synth_speed.json"
@@ -47,13 +44,7 @@ def goods(size: int, k: int = 4) -> list[np.ndarray]:
 def throughput(fn, n: int, rounds: int) -> float:
     """Best-of-`rounds` images per second of fn(i) for i in range(n) (after one warm-up call)."""
     fn(0)
-    best = math.inf
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        for i in range(n):
-            fn(i)
-        best = min(best, time.perf_counter() - t0)
-    return n / best
+    return n / time_call(lambda: [fn(i) for i in range(n)], warmup=0, repeats=rounds)["min"]
 
 
 # ---------------------------------------------------------------- DRAEM-style reference path
@@ -190,8 +181,8 @@ def main(argv=None) -> int:
     print("\ncomponents:", ", ".join(f"{k} {v:.0f} img/s" for k, v in parts.items()))
     result = {"size": size, "n": n, "rounds": rounds, "cv2_threads": 1, "floor_images_per_s": floor,
               "reference_images_per_s": reference, "reference": "DRAEM-style per-sample path (anomalib not installed)",
-              "methods": rows, "components_images_per_s": parts, "machine": machine_info()}
-    atomic_write_bytes(args.out, json.dumps(result, indent=2).encode())
+              "methods": rows, "components_images_per_s": parts}
+    write_result(args.out, result, argv=argv)
     print(f"\nwrote {args.out}")
     return 0
 

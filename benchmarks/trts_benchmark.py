@@ -1,10 +1,11 @@
 """Train on real, test on synthetic (issue 23) for a finished or running `defectlab benchmark` folder.
 
-For each seed of the folder's config: the `fewshot` detector is trained again exactly as the benchmark trains it
-(same split, steps, detector parameters and generator seed), then scores each pixel-space method's synthetic
-pool (rebuilt byte-identically from the same seeds); `defectlab.metrics.trts` gives pixel AP / AUPRO against the
-synthetic masks. Prints a table (mean ± std over seeds, with each method's method-alone pixel AP from the
-benchmark's run files and the rank correlation of TRTS with it) and writes JSON.
+For each seed of the folder's config: the seed's `fewshot` detector (`benchmark.detector_runs.fewshot_detector`: the
+one the benchmark saved, else trained again exactly as the benchmark trains it) scores each pixel-space method's
+synthetic pool (`benchmark.runs.build_method` + `benchmark.prepare.synthesize_pool`: rebuilt byte-identically from
+the same seeds); `defectlab.metrics.trts` gives pixel AP / AUPRO against the synthetic masks. Prints a table (mean ±
+std over seeds, with each method's method-alone pixel AP from the benchmark's run files and the rank correlation of
+TRTS with it) and writes JSON.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/trts_benchmark.py --out outputs/q17_washer \\
         --json benchmarks/results/trts_washer.json
@@ -18,13 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-from defectlab import methods as catalog
-from defectlab.bench import machine_info
-from defectlab.data import build_embedded, few_shot_split, open_dataset
-from defectlab.detect import SegmentationDetector
-from defectlab.benchmark.prepare import ImageCache, prepare_split, stable_id, synthesize_pool
-from defectlab.benchmark import mean_std
+from defectlab.bench import write_result
+from defectlab.benchmark import FEWSHOT, BenchmarkConfig, mean_std, scores_itself
+from defectlab.benchmark.checks import validate_config
+from defectlab.benchmark.detector_runs import fewshot_detector
+from defectlab.benchmark.prepare import ImageCache, prepare_split, synthesize_pool
+from defectlab.benchmark.runs import build_method
 from defectlab.metrics.correlation import rank_correlation
+from defectlab.metrics.detection import evaluate
 from defectlab.metrics.trts import trts
 
 
@@ -38,34 +40,25 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     out = Path(args.out)
-    cfg = json.loads((out / "config.json").read_text())
-    if cfg["format"] == "embedded":
-        data = build_embedded(root=cfg["data"], size=cfg["size"], categories=cfg["category"], **cfg["embedded"])
-    else:
-        data = open_dataset(cfg["data"], cfg["format"])
-    methods = [m for m in cfg["methods"] if not callable(getattr(catalog.get(m), "score", None))]
+    saved = json.loads((out / "config.json").read_text())
+    cfg = BenchmarkConfig(**{k: v for k, v in saved.items() if k in BenchmarkConfig.__dataclass_fields__})
+    splits = validate_config(cfg)[1]
+    methods = [m for m in cfg.methods if not scores_itself(m)]
     per: dict = {m: [] for m in methods}
     t0 = time.time()
-    for seed in cfg["seeds"]:
-        prepared = prepare_split(few_shot_split(data, cfg["category"], cfg["shots"], seed=seed), ImageCache(cfg["size"]),
-                                 show_progress=False)
-        det = SegmentationDetector(**{"steps": cfg["steps"], **cfg["detector"]})
-        det.fit(prepared.goods, prepared.support, np.random.default_rng([seed, stable_id("fewshot")]),
-                foregrounds=prepared.foregrounds, show_progress=False)
-        recorded = out / "runs" / f"fewshot__seed{seed}.json"
+    for seed in cfg.seeds:
+        prepared = prepare_split(splits[seed], ImageCache(cfg.size, keep_aspect=cfg.keep_aspect), show_progress=False)
+        det = fewshot_detector(seed, cfg, prepared, out, False)
+        recorded = out / "runs" / f"{FEWSHOT}__seed{seed}.json"
         if recorded.is_file():  # the same detector as the benchmark's? its test pixel AP must match
-            from defectlab.metrics.detection import evaluate
-
-            again = evaluate(np.stack(prepared.test_masks), det.predict(prepared.test_images)[0])["pixel_ap"]
+            maps = prepared.eval_maps(det.predict(prepared.test_images)[0])
+            again = evaluate(np.stack(prepared.test_masks), maps)["pixel_ap"]
             before = json.loads(recorded.read_text())["metrics"]["pixel_ap"]
             print(f"seed {seed} fewshot detector: test pixel AP {again:.4f} (benchmark run file: {before:.4f})")
             per.setdefault("_fewshot_check", []).append({"seed": seed, "pixel_ap_again": again, "pixel_ap_recorded": before})
         for m in methods:
-            method = catalog.create(m, **cfg["method_params"].get(m, {}))
-            if getattr(method, "needs_fit", False):
-                method.fit(prepared.goods, prepared.support, np.random.default_rng([seed, stable_id(m), 2**31]),
-                           foregrounds=prepared.foregrounds)
-            pool = synthesize_pool(method, prepared, cfg["n_synthetic"], seed, m, show_progress=False)
+            method = build_method(m, prepared, seed, cfg.method_params.get(m))
+            pool = synthesize_pool(method, prepared, cfg.n_synthetic, seed, m, show_progress=False)
             r = trts(lambda ims: det.predict(ims)[0], pool)
             run = out / "runs" / f"{m}__seed{seed}.json"
             r["pixel_ap_method_alone"] = json.loads(run.read_text())["metrics"]["pixel_ap"] if run.is_file() else None
@@ -87,10 +80,8 @@ def main() -> None:
     for k, c in corr.items():
         print(f"rank correlation of {k} with pixel AP over {c['n_methods']} methods: Spearman {c['spearman']:+.2f}, "
               f"Kendall {c['kendall']:+.2f}")
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps({"config": cfg, "per_seed": per, "summary": summary, "correlation": corr,
-                                           "seconds": round(time.time() - t0, 1), "machine": machine_info()},
-                                          indent=1, default=float))
+    write_result(args.json, {"config": saved, "per_seed": per, "summary": summary, "correlation": corr,
+                             "seconds": round(time.time() - t0, 1)}, indent=1)
 
 
 if __name__ == "__main__":
