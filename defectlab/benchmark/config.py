@@ -54,6 +54,12 @@ class BenchmarkConfig:
                 names += [self.transferred(m), f"{self.transferred(m)}+{FEWSHOT}"]
         return names + [self.detector_run(r, d) for d in self.detectors()[1:] for r in names if supervised(r)]
 
+    def data_available(self) -> bool:
+        """The data set can be read here: the embedded one always, a folder when it exists."""
+        from pathlib import Path
+
+        return self.format == "embedded" or bool(self.data and Path(self.data).is_dir())
+
     def detectors(self) -> list[str]:
         """The supervised detectors, in order: `detector_name` "destseg,supersimplenet" names two."""
         return [d.strip() for d in self.detector_name.split(",") if d.strip()]

@@ -21,7 +21,9 @@ _REQUIRED = ("config", "runs", "quality", "format", "versions")
 
 def merge_results(sources: list[str | Path], out: str | Path, overwrite: bool = False) -> dict:
     """Merge finished benchmarks (folders holding results.json, or the JSON files) into `out`/results.json and
-    results.md: the runs of every seed, mean ± std over all of them. Returns the merged results."""
+    results.md: the runs of every seed, mean ± std over all of them. Returns the merged results. Benchmark folders
+    whose data is on this machine merge through the engine (`_merge_units`: the same bytes as one run of all the
+    seeds); results.json files alone are combined from their records."""
     loaded = [(Path(src), load_results(src, _REQUIRED)) for src in sources]
     if len(loaded) < 2:
         raise DefectlabError("benchmark-merge: give at least two benchmark results to merge")
@@ -38,6 +40,9 @@ def merge_results(sources: list[str | Path], out: str | Path, overwrite: bool = 
             seen[seed] = path
     config = {**first["config"], "seeds": sorted(seen), "command": None}
     cfg = BenchmarkConfig(**config)
+    folders = [p if p.is_dir() else p.parent for p, _ in loaded]
+    if all((f / "config.json").is_file() and (f / "runs").is_dir() for f in folders) and cfg.data_available():
+        return _merge_units(cfg, folders, Path(out), overwrite)
     order = {name: i for i, name in enumerate(cfg.run_names())}
     runs = sorted((r for _, res in loaded for r in res["runs"]), key=lambda r: (r["seed"], order.get(r["run"], len(order))))
     records = sorted((q for path, res in loaded for q in _quality_records(path, res)), key=lambda q: q["seed"])
@@ -62,6 +67,30 @@ def merge_results(sources: list[str | Path], out: str | Path, overwrite: bool = 
     write_json(target, results)
     atomic_write_bytes(out / "results.md", markdown)
     return results
+
+
+def _merge_units(cfg: BenchmarkConfig, folders: list[Path], out: Path, overwrite: bool) -> dict:
+    """Benchmark folders merge as units of work: their unit files are copied into `out`, then the benchmark of every
+    seed runs there, finds every unit done and writes the tables — the bytes a single run of all the seeds writes."""
+    import shutil
+
+    from .folder import DATA_FILE
+    from .protocol import run_benchmark
+
+    if (out / "results.json").exists() and not overwrite:
+        raise DefectlabError(f"{out / 'results.json'}: already exists; pass --overwrite to replace it")
+    if out.exists() and any(out.iterdir()) and not (out / "config.json").is_file() and not overwrite:
+        raise DefectlabError(f"{out}: folder exists and is not a benchmark output; choose another --out")
+    if overwrite:
+        shutil.rmtree(out, ignore_errors=True)
+    for folder in folders:
+        for path in sorted((folder / "runs").iterdir()):
+            if path.is_file() and not path.name.startswith(".") and not (out / "runs" / path.name).exists():
+                atomic_write_bytes(out / "runs" / path.name, path.read_bytes())
+    for name in ("config.json", DATA_FILE):  # the first source's record: the merged benchmark grows it by seeds
+        if (folders[0] / name).is_file() and not (out / name).exists():
+            atomic_write_bytes(out / name, (folders[0] / name).read_bytes())
+    return run_benchmark(cfg, out, show_progress=False)
 
 
 def _quality_records(path: Path, res: dict) -> list[dict]:

@@ -188,7 +188,7 @@ def _finish(plan: _Plan, t0: float, run_info: dict) -> dict:
     results = {"config": asdict(cfg), "format": plan.format, "versions": package_versions(),
                "empty_defect_masks": empty_masks_record(plan.empty_masks),
                "runs": [_untimed(r, "curves") for r in runs],
-               "summary": summary, "quality": _untimed(qual), "quality_runs": [_untimed(q) for q in quality_records(cfg, out)],
+               "summary": summary, "quality": {m: _untimed(q) for m, q in qual.items()}, "quality_runs": [_untimed(q) for q in quality_records(cfg, out)],
                "correlation": quality_correlations(cfg, summary, qual, out), **paired_statistics(cfg, runs)}
     timings = {"machine": machine_info(), "wall_seconds": round(time.time() - t0, 1),
                "compute_seconds": round(sum(r["train_seconds"] + r["test_seconds"] for r in runs), 1), **run_info,
