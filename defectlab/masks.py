@@ -264,7 +264,7 @@ def bezier_clump(shape: tuple[int, int], rng: np.random.Generator, radius=(0.04,
 # ---------------------------------------------------------------- moving a real mask (copy-paste, AdaBLDM)
 def affine_jitter_place(defect_mask: np.ndarray, foreground: np.ndarray | None, rng: np.random.Generator,
                         rotation=(0, 360), scale=(0.85, 1.15), max_tries: int = 50, shape: tuple[int, int] | None = None,
-                        on_fail: str = "raise") -> tuple[np.ndarray, np.ndarray]:
+                        on_fail: str = "raise", propose=None) -> tuple[np.ndarray, np.ndarray]:
     """Rotate and scale (aspect kept) a real defect mask and place it wholly inside the foreground.
 
     Returns (placed mask, 2x3 float affine `M`) with `M` mapping defect-image coordinates to target
@@ -272,7 +272,8 @@ def affine_jitter_place(defect_mask: np.ndarray, foreground: np.ndarray | None, 
     The target size is `foreground.shape` (or `shape`, or the mask's). After `max_tries` placements
     that leave the foreground, `on_fail="raise"` raises a DefectlabError; `on_fail="clip"` returns
     the try with the largest share inside the foreground, cut to the foreground, and shrinks a defect
-    too large for the target image until it fits (documented fallbacks)."""
+    too large for the target image until it fits (documented fallbacks). `propose` (rng -> (angle, factor,
+    (y, x))) replaces the uniform draws of each try (a learned prior: `placement.PlacementPrior.place`)."""
     src = np.asarray(defect_mask).astype(bool)
     if src.ndim != 2 or not src.any():
         raise DefectlabError(f"affine_jitter_place: defect_mask must be a non-empty 2-D mask, got shape {src.shape}")
@@ -286,7 +287,10 @@ def affine_jitter_place(defect_mask: np.ndarray, foreground: np.ndarray | None, 
     src_u8 = src.astype(np.uint8)
     best = (-1.0, None, None)
     for _ in range(max_tries):
-        angle, factor = float(rng.uniform(*rotation)), float(rng.uniform(*scale))
+        if propose is None:
+            angle, factor, point = float(rng.uniform(*rotation)), float(rng.uniform(*scale)), None
+        else:
+            angle, factor, point = propose(rng)
         m = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), angle, factor)
         moved = pts @ m[:, :2].T + m[:, 2]
         lo, hi = moved.min(axis=0), moved.max(axis=0)
@@ -297,7 +301,7 @@ def affine_jitter_place(defect_mask: np.ndarray, foreground: np.ndarray | None, 
             m = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), angle, factor * room * 0.98)
             moved = pts @ m[:, :2].T + m[:, 2]
             lo, hi = moved.min(axis=0), moved.max(axis=0)
-        ty, tx = random_foreground_point(fg, rng)
+        ty, tx = random_foreground_point(fg, rng) if point is None else point
         shift = np.array([tx, ty], float) - centre  # put the defect's centre on a foreground pixel ...
         shift = np.clip(shift, -lo, np.array([target[1] - 1, target[0] - 1]) - hi)  # ... but keep it in the image
         m[:, 2] += shift
