@@ -1,7 +1,12 @@
 """Copy-paste of real defects: a few-shot defect, rotated and scaled, moved onto a good image.
 
 The defect's pixels (inside its real mask) are moved with the same affine transform as the mask
-(`masks.affine_jitter_place`), entirely inside the foreground, then composited:
+(`masks.affine_jitter_place`), entirely inside the foreground. Where and how it is turned (issue #36):
+`placement="prior"` (default, once fitted) learns per defect type from the support masks where such defects
+occur, how they are oriented and how big they are (`defectlab.placement.PlacementPrior`), and the pasted defect
+ends up in an observed orientation (its own angle turned onto a drawn one), at a position drawn from the type's
+heat-map, at an observed size; `placement="uniform"` turns it by U(rotation) and drops it anywhere on the
+foreground. Then it is composited:
 - "hard": the pixels replace the good image's;
 - "feather": a Gaussian-blurred alpha, kept inside the mask, softens the seam;
 - "poisson": gradient-domain blending (OpenCV seamlessClone), as DCDGANc's copy-paste baseline;
@@ -17,6 +22,7 @@ import cv2
 import numpy as np
 
 from ... import masks
+from ...placement import PlacementPrior, defect_type, oriented_angle, placement_record
 from ...errors import DefectlabError
 from ...registry import register
 from ...sample import Sample, as_image, as_mask
@@ -25,7 +31,10 @@ from ..base import bbox, build_params, check_choice, make_sample, match_channels
 
 @dataclass
 class CopyPasteParams:
-    rotation: tuple[float, float] = (0, 360)  # ours: any orientation (defects on textures have none)
+    # ours (issue #36): "prior" = angle, position and size learned per defect type from the fitted support masks
+    # (`defectlab.placement`); "uniform" = U(rotation), anywhere on the foreground (the former behaviour)
+    placement: str = "prior"
+    rotation: tuple[float, float] = (0, 360)  # ours: "uniform" placement, and round defects under "prior"
     scale: tuple[float, float] = (0.85, 1.15)  # ours: mild scale jitter keeps defect sizes plausible
     blend: str = "hard"  # "hard" | "feather" | "poisson" (DCDGANc's copy-paste uses Poisson blending)
     feather_sigma: float = 2.0  # ours: Gaussian sigma (pixels) of the feathered alpha
@@ -43,8 +52,11 @@ class CopyPaste:
         self.params = build_params(CopyPasteParams, params, overrides, "copypaste")
         check_choice("copypaste", "blend", self.params.blend, ("hard", "feather", "poisson"))
         check_choice("copypaste", "on_fail", self.params.on_fail, ("clip", "raise"))
+        check_choice("copypaste", "placement", self.params.placement, ("prior", "uniform"))
         self.defects: list[tuple[np.ndarray, np.ndarray]] = []
         self.sources: list[str] = []  # each defect's record key (from a Sample's meta["source"]), "" if unknown
+        self.types: list[str] = []  # each defect's type (`placement.defect_type`: meta["label"]), "defect" if unknown
+        self.prior: PlacementPrior | None = None  # learned by `fit` from the real defects' masks
         if (source is None) != (mask is None):
             raise DefectlabError("copypaste: give both source= (defect image) and mask= (its defect mask), or neither")
         if source is not None:
@@ -59,16 +71,22 @@ class CopyPaste:
         return img, m
 
     def fit(self, goods, defects, rng=None, *, foregrounds=None):
-        """Keep the real defects (`Sample`s, or (image, mask) pairs; empty masks are skipped); one is drawn per call."""
-        kept, sources = [], []
+        """Keep the real defects (`Sample`s, or (image, mask) pairs; empty masks are skipped); one is drawn per call.
+        Learns the placement prior from their masks, by type (`meta["label"]`)."""
+        kept, sources, types = [], [], []
         for i, d in enumerate(defects or []):
             image, mask = (d.image, d.mask) if isinstance(d, Sample) else d
             if np.asarray(mask).any():
                 kept.append(self._defect(image, mask, f"copypaste defects[{i}]"))
                 sources.append(str((d.meta or {}).get("source", "")) if isinstance(d, Sample) else "")
+                types.append(defect_type(d))
         if not kept:
             raise DefectlabError("copypaste: fit needs at least one real defect (image with a non-empty mask)")
-        self.defects, self.sources = kept, sources
+        self.defects, self.sources, self.types = kept, sources, types
+        by_type: dict[str, list[np.ndarray]] = {}
+        for (_, mask), kind in zip(kept, types):
+            by_type.setdefault(kind, []).append(mask)
+        self.prior = PlacementPrior.fit(by_type)
         return self
 
     def __call__(self, image, rng: np.random.Generator, *, foreground=None, mask=None):
@@ -84,14 +102,21 @@ class CopyPaste:
             src_img, src_mask = self.defects[index]
         else:
             raise DefectlabError("copypaste: no real defect; call fit(goods, defects, rng) or pass source= and mask=")
-        placed, m = masks.affine_jitter_place(src_mask, fg, rng, p.rotation, p.scale, p.max_tries, on_fail=p.on_fail)
+        kind = self.types[index] if 0 <= index < len(self.types) else ""
+        if p.placement == "prior" and self.prior is not None and kind:
+            placed, m, where = self.prior.place(src_mask, kind, fg, rng, rotation=p.rotation, scale=p.scale,
+                                                max_tries=p.max_tries, on_fail=p.on_fail)
+        else:  # uniform (or nothing learned: a defect given at construction or by mask=)
+            placed, m = masks.affine_jitter_place(src_mask, fg, rng, p.rotation, p.scale, p.max_tries,
+                                                  on_fail=p.on_fail)
+            where = placement_record("uniform", src_mask, placed, m, oriented_angle(src_mask))
         h, w = img.shape[:2]
         out = self._composite(img, match_channels(src_img, img.shape[2]), m, placed)
         full = cv2.warpAffine(src_mask.astype(np.uint8), m, (w, h), flags=cv2.INTER_NEAREST) > 0
         clipped = bool((full & ~placed).any())  # on_fail="clip" cut the defect to the foreground
         source = self.sources[index] if 0 <= index < len(self.sources) else ""
-        return make_sample(self.name, out, placed, p, defect_index=index, defect_source=source,
-                           affine=m.round(4).tolist(), clipped=clipped)
+        return make_sample(self.name, out, placed, p, defect_index=index, defect_source=source, defect_type=kind,
+                           affine=m.round(4).tolist(), clipped=clipped, placement=where)
 
     def _composite(self, img, src, m, placed):
         """Warp the defect image with `m` (only over the placed box, for speed) and composite it."""
