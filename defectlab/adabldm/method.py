@@ -8,6 +8,7 @@ import numpy as np
 
 from ..config import quick_mode
 from ..errors import DefectlabError
+from ..placement import PlacementPrior, oriented_angle, placement_record
 from ..registry import register
 from ..sample import Sample, as_image, as_mask
 from .params import AdaptParams, ModelConfig, OFFLINE_TRAIN, SamplerParams, TrainParams, deviations, tiny_config, train_params
@@ -23,6 +24,9 @@ class AdaBLDMMethodParams:
     train: TrainParams | str | dict = field(default_factory=lambda: OFFLINE_TRAIN)
     sampler: SamplerParams = field(default_factory=SamplerParams)
     adapt: AdaptParams = field(default_factory=AdaptParams)
+    # ours (issue #36): where a support mask goes when no mask is given: "prior" = turned, moved and sized as its
+    # type occurs in the support masks (`defectlab.placement`); "uniform" = any angle, anywhere on the foreground
+    placement: str = "prior"
     # where fit() keeps its training checkpoints, so an interrupted fit resumes (the benchmark gives each seed one);
     # None: trained in memory only
     work_dir: str | None = None
@@ -46,15 +50,17 @@ class AdaBLDMMethod:
     def __init__(self, params: AdaBLDMMethodParams | None = None, **overrides):
         from dataclasses import replace
 
-        from ..synth.base import build_params
+        from ..synth.base import build_params, check_choice
 
         p = build_params(AdaBLDMMethodParams, params, overrides, "adabldm")
+        check_choice("adabldm", "placement", p.placement, ("prior", "uniform"))
         p = replace(p, train=train_params(p.train))
         self.params = _quick(p) if quick_mode() else p
         self.fitted = False
         self.window = self.params.train.window
         self.pipeline = None
         self.real: list[tuple[np.ndarray, str]] = []
+        self.prior = None  # placement.PlacementPrior of the real masks, by type (fit)
         self.object_name = self.params.object_name
 
     def fit(self, goods, defects, rng: np.random.Generator, *, foregrounds=None) -> "AdaBLDMMethod":
@@ -73,6 +79,10 @@ class AdaBLDMMethod:
         names = [names_of(d, p.object_name or "object") for d in defects]
         self.object_name = p.object_name or names[0][0]
         self.real = [(d.mask, kind) for d, (_, kind) in zip(defects, names)]
+        by_type: dict[str, list[np.ndarray]] = {}
+        for m, kind in self.real:
+            by_type.setdefault(kind, []).append(m)
+        self.prior = PlacementPrior.fit(by_type)
         self.sources = [str(d.meta.get("source", "")) for d in defects if (d.meta or {}).get("source")]
         if p.checkpoint:
             from .checkpoint import read_state, resolve
@@ -99,8 +109,7 @@ class AdaBLDMMethod:
     def __call__(self, image, rng: np.random.Generator, *, foreground=None, mask=None,
                  defect_type: str | None = None) -> Sample:
         """A defect of `defect_type` (default: a learned type at random) in `mask` (default: a real support
-        mask of that type, turned and moved into the foreground)."""
-        from .. import masks
+        mask of that type, placed by `place_mask`)."""
         from ..synth.learned import require_fitted
         from ..resize import resize_image, resize_mask
 
@@ -113,15 +122,12 @@ class AdaBLDMMethod:
         if defect_type is not None and defect_type not in kinds:
             raise DefectlabError(f"defect_type {defect_type!r} was not learned; known: {', '.join(kinds)}")
         kind = defect_type or self.real[int(rng.integers(len(self.real)))][1]
+        where = None
         if mask is None:
-            pool = [r for r in self.real if defect_type is None or r[1] == defect_type]
-            src = pool[int(rng.integers(len(pool)))]
-            kind = src[1]
-            target = np.ones((H, W), bool) if fg is None else fg
-            mask, _ = masks.affine_jitter_place(src[0], target, rng, on_fail="clip")
+            mask, kind, where = self.place_mask((H, W), fg, rng, defect_type)
         mask = as_mask(mask, (H, W), "mask")
         if self.window:
-            return self._in_window(good, mask, fg, rng, kind)
+            return self._in_window(good, mask, fg, rng, kind, where)
         small_mask = resize_mask(mask, s, sampling="corner")
         if not small_mask.any():  # a defect thinner than a working-size pixel: keep its largest pixel
             cover = resize_image(mask.astype(np.float32)[:, :, None], s, interpolation="area")
@@ -135,18 +141,40 @@ class AdaBLDMMethod:
         # generated pixels inside the mask, the original outside (the mask covers every changed pixel; the
         # adapted decoder only approximates the good image there)
         out = np.where(mask[:, :, None], out, good).astype(np.float32)
-        return Sample(out, mask, self._meta(res, kind))
+        return Sample(out, mask, self._meta(res, kind, where))
 
-    def _meta(self, res, kind: str, window=None) -> dict:
+    def place_mask(self, shape: tuple[int, int], foreground: np.ndarray | None, rng: np.random.Generator,
+                   defect_type: str | None = None) -> tuple[np.ndarray, str, dict]:
+        """(mask, its type, what was drawn): a real support mask of `defect_type` (default: any) turned and moved
+        into the foreground, by the placement prior of the support masks (`placement="prior"`) or uniformly."""
+        from .. import masks
+
+        pool = [r for r in self.real if defect_type is None or r[1] == defect_type]
+        src, kind = pool[int(rng.integers(len(pool)))]
+        target = np.ones(shape, bool) if foreground is None else foreground
+        if self.params.placement == "prior" and self.prior is not None:
+            placed, _, where = self.prior.place(src, kind, target, rng, on_fail="clip")
+        else:
+            placed, m = masks.affine_jitter_place(src, target, rng, on_fail="clip")
+            where = placement_record("uniform", src, placed, m, oriented_angle(src))
+        return placed, kind, where
+
+    def _meta(self, res, kind: str, where: dict | None, window=None) -> dict:
         p = self.params
         meta = {"method": "adabldm", "prompt": res.prompt, "defect_type": kind, "size": p.size,
                 "sampler": asdict(p.sampler), "adapt": asdict(p.adapt),
                 "deviations": deviations(p.sampler, p.adapt, self.window)}
+        if where is not None:
+            meta["placement"] = where
+            if where["mode"] == "prior":
+                meta["deviations"].append("support masks placed by a prior learned from them per type: observed "
+                                          "orientations, positions and sizes (ours, issue #36; the paper's training "
+                                          "pairs turn defects uniformly)")
         if window is not None:
             meta["window"] = [window[0].start, window[0].stop, window[1].start, window[1].stop]
         return meta
 
-    def _in_window(self, good, mask, fg, rng, kind) -> Sample:
+    def _in_window(self, good, mask, fg, rng, kind, where=None) -> Sample:
         """Generate on the native-resolution window around the mask and paste it back through the mask."""
         from .windows import defect_window
 
@@ -156,4 +184,4 @@ class AdaBLDMMethod:
         out = good.copy()  # outside the mask the good image: what adaptation's 100x preservation term aims at; inside,
         # adaptation's net effect is a softer edge (benchmarks/RESULTS.md, "What decoder adaptation changes")
         out[rows, cols] = np.where(mask[rows, cols][:, :, None], res.image, good[rows, cols])
-        return Sample(out, mask, self._meta(res, kind, (rows, cols)))
+        return Sample(out, mask, self._meta(res, kind, where, (rows, cols)))
