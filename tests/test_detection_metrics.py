@@ -447,3 +447,48 @@ def test_image_labels_for_a_defect_image_without_annotated_pixels_by_hand():
     masks[2, 0, :2] = True
     with pytest.raises(DefectlabError, match="labels: image 1 is labelled good but its mask has 1 defect pixels"):
         D.image_labels(masks, [False, False, False])
+
+
+def test_one_defect_pixel_below_a_good_one_by_hand():
+    """Goods .9 .1, one defect .5. Corners, highest first: .9 (the score just above the defect: 1 good flagged, no
+    defect), .5 (1 defect + 1 good), .1 (everything). AUROC: the defect beats 1 of 2 goods -> 1/2; AP: precision
+    1/2 at the defect; F1 2 * 1/2 * 1 / (3/2) = 2/3."""
+    mask, scores = _row([0.9, 0.5, 0.1], [1])
+    curve = D.pixel_curve(mask, scores.astype(np.float32))
+    np.testing.assert_allclose(curve.thresholds, [0.9, 0.5, 0.1], rtol=1e-6)
+    np.testing.assert_array_equal(curve.tps, [0, 1, 1])
+    np.testing.assert_array_equal(curve.fps, [1, 1, 2])
+    assert curve.thresholds.dtype == np.float32  # float32 maps stay float32
+    assert curve.tps.dtype.kind == curve.fps.dtype.kind == "i"  # counts
+    assert curve.auroc() == pytest.approx(0.5) and curve.average_precision() == pytest.approx(0.5)
+    assert curve.f1_max() == pytest.approx(2 / 3)
+    # one good pixel among defects: .9 and .7 beat it, .1 does not -> AUROC 2/3
+    assert D.pixel_auroc(*_row([0.9, 0.5, 0.7, 0.1], [0, 2, 3])) == pytest.approx(2 / 3)
+    # the defect is the lowest pixel: corners .5 (just above it) and .1 only, no third "everything" corner
+    low = D.pixel_curve(*_row([0.9, 0.5, 0.1], [2]))
+    np.testing.assert_array_equal(low.thresholds, [0.5, 0.1])
+    np.testing.assert_array_equal(low.tps, [0, 1])
+    assert low.auroc() == 0.0
+
+
+def test_f1_max_below_one_half_where_precision_plus_recall_is_below_one():
+    # 2 defects in 100 pixels: two goods first, then a defect (P 1/3, R 1/2: F1 = 2 * (1/6) / (5/6) = 0.4), the
+    # other defect last (F1 2 * 0.02 / 1.02)
+    scores = np.linspace(0.9, 0.0, 100)
+    scores[:3] = 1.0, 0.97, 0.95
+    assert D.pixel_f1_max(*_row(scores, [2, 99])) == pytest.approx(0.4)
+
+
+def test_more_input_forms():
+    mask, scores = _row(RANKED, RANKED_DEFECT)
+    ref = D.pixel_ap(mask, scores)
+    column_masks, column_maps = mask.reshape(1, 5, 1), scores.reshape(1, 5, 1)  # images one pixel wide
+    assert D.pixel_ap(column_masks, column_maps) == pytest.approx(ref)
+    tall = np.repeat(mask, 3, axis=1)[..., None], np.repeat(scores, 3, axis=1)[..., None]  # (N, 3, 5, 1)
+    assert D.pixel_ap(*tall) == pytest.approx(ref)
+    assert D.pixel_ap(mask.astype(np.int64), scores) == pytest.approx(ref)  # 0/1 integer masks
+    assert D.evaluate(mask, mask)["pixel_ap"] == 1.0  # a bool map (a detector's binary output)
+    # 8-connected regions: two pixels touching at a corner are one region
+    diag = np.zeros((1, 3, 3), bool)
+    diag[0, 0, 0] = diag[0, 1, 1] = True
+    assert D.instance_scores(diag, np.arange(9.0).reshape(1, 3, 3)).size == 1
