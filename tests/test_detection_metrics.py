@@ -370,8 +370,8 @@ def test_input_forms_and_error_messages():
 
 
 # Binned statistics, by hand (bins of 0.1). Image 0: regions A (.75 .65), B (1.5, clipped into the top bin),
-# C (-0.2, clipped into bin 0); goods .85 .55 .25 -0.5. Image 1: one defect pixel at .9, goods .1 .3.
-BIN_ROWS = [([0.75, 0.65, 0.85, 1.5, 0.55, -0.2, 0.25, -0.5], [0, 1, 3, 5]),
+# C (-0.35, clipped into bin 0); goods .85 .55 .25 -0.5. Image 1: one defect pixel at .9, goods .1 .3.
+BIN_ROWS = [([0.75, 0.65, 0.85, 1.5, 0.55, -0.35, 0.25, -0.5], [0, 1, 3, 5]),
             ([0.9, 0.1, 0.3, 0.1, 0.1, 0.1, 0.1, 0.1], [0])]
 
 
@@ -385,17 +385,17 @@ def test_image_stats_histograms_by_hand():
     st = D.image_stats(masks, maps, bins=10)
     assert st["pos_hist"].dtype == np.int32 and st["neg_hist"].dtype == np.int32
     assert st["inst_image"].dtype == np.int32 and st["inst_scores"].dtype == np.float32
-    np.testing.assert_array_equal(st["pos_hist"][0], [1, 0, 0, 0, 0, 0, 1, 1, 0, 1])  # -0.2, .65, .75, 1.5
+    np.testing.assert_array_equal(st["pos_hist"][0], [1, 0, 0, 0, 0, 0, 1, 1, 0, 1])  # -0.35, .65, .75, 1.5
     np.testing.assert_array_equal(st["neg_hist"][0], [1, 0, 1, 0, 0, 1, 0, 0, 1, 0])  # -0.5, .25, .55, .85
     np.testing.assert_array_equal(st["pos_hist"][1], [0] * 9 + [1])
     np.testing.assert_array_equal(st["neg_hist"][1], [0, 6, 0, 1, 0, 0, 0, 0, 0, 0])
-    np.testing.assert_allclose(st["inst_scores"], [0.65, 1.5, -0.2, 0.9], rtol=1e-6)
+    np.testing.assert_allclose(st["inst_scores"], [0.65, 1.5, -0.35, 0.9], rtol=1e-6)
     np.testing.assert_array_equal(st["inst_image"], [0, 0, 0, 1])
 
 
 def test_binned_metrics_by_hand():
     """Image 0 alone (weights 1, 0), walking down from the top bin: defect / flagged pixels 1/1 (bin 9), 1/2, 2/3,
-    3/4 (bin 6), 3/5, 3/5, 3/5, 3/6, 3/6, 4/8 (bin 0: the defect at -0.2 shares it with the good -0.5).
+    3/4 (bin 6), 3/5, 3/5, 3/5, 3/6, 3/6, 4/8 (bin 0: the defect at -0.35 shares it with the good -0.5).
     Pixel AP: a quarter of the recall at bins 9, 7, 6 and 0 -> (1 + 2/3 + 3/4 + 1/2) / 4.
     Regions at bins 0, 6, 9: precision 1/2, 3/4, 1 -> IAP (1/2 + 3/4 + 1) / 3; at recall .9: 1/2, .5: 3/4, .3: 1."""
     masks, maps = _bin_case()
@@ -405,7 +405,7 @@ def test_binned_metrics_by_hand():
     assert only0["iap"] == pytest.approx(0.75) and only0["iap90"] == pytest.approx(0.5)
     for level, expect in ((0.5, 0.75), (0.3, 1.0)):
         assert D.binned_metrics(st, weights=[1, 0], recall_level=level)["iap90"] == pytest.approx(expect), level
-    # the exact metrics tell -0.2 from -0.5: 4 of 7 at the lowest region; AP (1 + 2/3 + 3/4 + 4/7) / 4
+    # the exact metrics tell -0.35 from -0.5: 4 of 7 at the lowest region; AP (1 + 2/3 + 3/4 + 4/7) / 4
     exact = D.evaluate(masks[:1], maps[:1])
     assert exact["pixel_ap"] == pytest.approx((1 + 2 / 3 + 0.75 + 4 / 7) / 4)
     assert exact["iap"] == pytest.approx((4 / 7 + 0.75 + 1) / 3)
@@ -492,3 +492,38 @@ def test_more_input_forms():
     diag = np.zeros((1, 3, 3), bool)
     diag[0, 0, 0] = diag[0, 1, 1] = True
     assert D.instance_scores(diag, np.arange(9.0).reshape(1, 3, 3)).size == 1
+
+
+def test_defaults_top_k_100_and_1000_bins():
+    # image 0 (defect): 100 pixels at 1, 300 at 0 -> top-100 mean 1, top-101 mean 100/101; image 1 (good): all .995
+    maps = np.zeros((2, 20, 20))
+    maps[0].flat[:100], maps[1] = 1.0, 0.995
+    masks = np.zeros((2, 20, 20), bool)
+    masks[0, 0, 0] = True
+    np.testing.assert_allclose(D.image_scores(maps), [1.0, 0.995])
+    assert D.evaluate(masks, maps)["image_auroc"] == 1.0  # would be 0 with the top 101
+    assert D.pr_curve(masks, maps, level="image").ap == pytest.approx(1.0)
+    assert D.image_stats(masks, maps)["pos_hist"].shape == (2, 1000)
+
+
+def test_aupro_with_a_vertical_step_at_the_limit():
+    """Region A = pixels 0-1 (.9 .4), B = pixel 3 (.7); goods .8 .3 .2 .1, no ties: at FPR 1/4 the PRO climbs from
+    .25 (threshold .8) to .75 (.7) to 1 (.4). Up to FPR .25 the area is .25 * .25, the climb adds none: .0625 / .25."""
+    mask, scores = _row([0.9, 0.4, 0.8, 0.7, 0.3, 0.2, 0.1], [0, 1, 3])
+    assert D.aupro(mask, scores, fpr_limit=0.25) == pytest.approx(0.25)
+
+
+def test_binned_iap90_with_ten_regions():
+    # the ten-region row of test_iap_recall_levels_with_strictly_rising_precision in 100 bins: every score in a
+    # bin of its own, so the binned IAP90 is the exact 9/17 (recall 9/10 >= 0.9 before the lowest threshold)
+    ten = np.zeros(20)
+    ten[0::2] = np.arange(10, 0, -1) / 10
+    ten[1::2] = ten[0::2] - 0.05
+    m, s = _row(ten, range(0, 20, 2))
+    assert D.binned_metrics(D.image_stats(m, s, bins=100))["iap90"] == pytest.approx(9 / 17)
+
+
+def test_labels_as_0_255():
+    labels = np.isin(np.arange(5), RANKED_DEFECT).astype(np.uint8) * 255
+    assert D.average_precision(labels, RANKED) == pytest.approx(RANKED_AP)
+    assert D.f1_max(labels, RANKED) == pytest.approx(RANKED_F1)
