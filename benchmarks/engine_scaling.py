@@ -4,7 +4,7 @@
     python benchmarks/engine_scaling.py project --json benchmarks/results/engine_projection.json
 
 `measure`: one 4-unit grid (embedded brick, 2 seeds x {fewshot, cutpaste}, DeSTSeg) run three ways into fresh folders,
-side by side in one call: `--workers 1` with torch's own threads (the default), `--workers 1 --threads 1`, and
+side by side in one call, each in a fresh process (wall time includes starting it): `--workers 1` with torch's own threads (the default), `--workers 1 --threads 1`, and
 `--workers 2 --threads 1`; wall seconds of each and whether the three results.json are byte-identical.
 
 `project`: the expected wall time of the Magnetic Tile grid (every hand-crafted method, copy-paste and AdaBLDM, each
@@ -32,21 +32,31 @@ MT_METHODS = ("cutpaste", "cutpaste_scar", "bezier", "draem", "memseg", "glass_l
 WORKERS = (1, 4, 16)
 
 
-def measure(args) -> dict:
+def _one(root: str, out: str, workers: int, threads, size: int, steps: int) -> None:
+    """One setting, in a fresh process (nothing cached from another setting), timed from the command line."""
     from defectlab.benchmark import BenchmarkConfig, run_benchmark
+
+    cfg = BenchmarkConfig("brick", ["cutpaste"], data=root, format="mvtec", shots=2, seeds=[0, 1], size=size,
+                          steps=steps, n_synthetic=64, quality="none", patchcore=False)
+    run_benchmark(cfg, out, workers=workers, threads=threads, show_progress=False)
+
+
+def measure(args) -> dict:
+    import subprocess
+
     from defectlab.data import build_embedded
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "embedded"
-        build_embedded(root=root, size=args.size, n_train=24, n_test_good=8, n_test_defect=6, categories="brick")
-        cfg = BenchmarkConfig("brick", ["cutpaste"], data=str(root), format="mvtec", shots=2, seeds=[0, 1],
-                              size=args.size, steps=args.steps, n_synthetic=32, quality="none", patchcore=False)
+        build_embedded(root=root, size=args.size, n_train=48, n_test_good=16, n_test_defect=8, categories="brick")
         rows, outputs = [], {}
         for label, workers, threads in (("workers 1, torch's threads", 1, None), ("workers 1, 1 thread", 1, 1),
                                         ("workers 2, 1 thread each", 2, 1)):
             out = Path(tmp) / label.replace(" ", "_").replace(",", "").replace("'", "")
+            call = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import engine_scaling as e; "
+                    f"e._one({str(root)!r}, {str(out)!r}, {workers}, {threads}, {args.size}, {args.steps})")
             t0 = time.perf_counter()
-            run_benchmark(cfg, out, workers=workers, threads=threads, show_progress=False)
+            subprocess.run([sys.executable, "-c", call], check=True)
             rows.append({"setting": label, "workers": workers, "threads": threads,
                          "wall_seconds": round(time.perf_counter() - t0, 1)})
             outputs[label] = (out / "results.json").read_bytes()
@@ -120,7 +130,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("mode", choices=("measure", "project"))
     ap.add_argument("--size", type=int, default=128)
-    ap.add_argument("--steps", type=int, default=150, help="DeSTSeg steps per stage (measure)")
+    ap.add_argument("--steps", type=int, default=400, help="DeSTSeg steps per stage (measure)")
     ap.add_argument("--json", help="write the table here")
     args = ap.parse_args(argv)
     result = measure(args) if args.mode == "measure" else project(args)
