@@ -182,3 +182,49 @@ def test_category_all_runs_every_category_as_units_of_one_grid(tmp_path):
     assert "[brick](brick/results.md)" in index and "`cutpaste+fewshot`" in index
     with pytest.raises(DefectlabError, match="unknown category 'bolt'; found: brick, washer"):
         run_benchmark(BenchmarkConfig("bolt", ["cutpaste"], data=str(root), **settings), tmp_path / "bolt", **RUN)
+
+
+def test_a_free_worker_takes_the_seed_it_ran_last_else_a_seed_nobody_runs():
+    from defectlab.benchmark.executors import _next_unit
+    from defectlab.benchmark.units import Unit
+
+    todo = [Unit(0, "fewshot", "c"), Unit(1, "fewshot", "c"), Unit(0, "cutpaste", "c"), Unit(1, "cutpaste", "c")]
+    assert _next_unit(todo, ("c", 1), {("c", 0)}) == Unit(1, "fewshot", "c")  # warm caches first
+    assert _next_unit(todo, None, {("c", 0)}) == Unit(1, "cutpaste", "c")  # then a seed no other worker is on
+    assert _next_unit(todo, ("c", 5), {("c", 0)}) == Unit(0, "fewshot", "c")  # then the first
+    assert todo == [Unit(0, "cutpaste", "c")]
+
+
+def _kill_first_spawned_child(found: list, stop: threading.Event) -> None:
+    """SIGKILL the first worker process that this test process spawned (multiprocessing's spawn_main)."""
+    me = str(os.getpid()).encode()
+    while not stop.is_set() and not found:
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                    cmd = fh.read()
+                with open(f"/proc/{pid}/stat", "rb") as fh:
+                    parent = fh.read().rsplit(b")", 1)[1].split()[1]
+            except OSError:
+                continue
+            if b"spawn_main" in cmd and parent == me:
+                time.sleep(3)  # mid-unit: past its start
+                os.kill(int(pid), signal.SIGKILL)
+                found.append(int(pid))
+                return
+        time.sleep(0.05)
+
+
+def test_a_local_worker_killed_mid_unit_is_replaced_and_the_result_is_unchanged(config, one_process, tmp_path):
+    killed, stop = [], threading.Event()
+    killer = threading.Thread(target=_kill_first_spawned_child, args=(killed, stop), daemon=True)
+    killer.start()
+    try:
+        run_benchmark(config, tmp_path / "bench", executor="local", workers=2, **RUN)
+    finally:
+        stop.set()
+        killer.join()
+    assert killed, "no worker process was found to kill"
+    assert (tmp_path / "bench" / "results.json").read_bytes() == one_process

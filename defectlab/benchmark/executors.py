@@ -54,32 +54,59 @@ def run_units(fn: Callable, units: Sequence, args: tuple = (), *, executor: str 
     return _processes(fn, units, args, workers, on_done)
 
 
+def _affinity(unit) -> tuple:
+    """Units with the same key share a process's caches (a seed's prepared split, its images' features)."""
+    return (getattr(unit, "category", None), getattr(unit, "seed", None))
+
+
+def _next_unit(todo: list, last, busy: set):
+    """The unit a free worker takes: one of the seed it ran last (its caches are warm), else one of a seed no other
+    worker is on, else the first."""
+    for wanted in ((lambda u: _affinity(u) == last), (lambda u: _affinity(u) not in busy), (lambda u: True)):
+        for i, unit in enumerate(todo):
+            if wanted(unit):
+                return todo.pop(i)
+    return None
+
+
 def _processes(fn, units, args, workers: int, on_done) -> list[Outcome]:
-    """A pool of `workers` fresh ("spawn") processes. A worker that dies breaks the pool: the units it had in
-    flight are submitted again to a new pool."""
+    """`workers` fresh ("spawn") processes, each fed one unit at a time, preferring units of the seed it ran last
+    (`_next_unit`). A worker that dies is replaced, and its unit is run again (`RETRIES` times at most)."""
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
+    context = multiprocessing.get_context("spawn")
     todo, outcomes, tries = list(units), [], {}
-    while todo:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            pending = {pool.submit(_call, fn, u, args): u for u in todo}
-            todo = []
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    unit = pending.pop(future)
-                    try:
-                        outcome = future.result()
-                    except BrokenProcessPool:
-                        tries[id(unit)] = tries.get(id(unit), 0) + 1
-                        if tries[id(unit)] <= RETRIES:
-                            todo.append(unit)
-                            continue
-                        outcome = Outcome(unit, error=f"its worker process died {tries[id(unit)]} times")
-                    outcomes.append(outcome)
-                    on_done(outcome)
+    pools = [ProcessPoolExecutor(max_workers=1, mp_context=context) for _ in range(min(workers, len(todo)))]
+    last: dict[int, tuple] = {}
+    running: dict = {}  # future -> (worker index, unit)
+    try:
+        while todo or running:
+            for w, pool in enumerate(pools):
+                if todo and w not in {i for i, _ in running.values()}:
+                    unit = _next_unit(todo, last.get(w), {_affinity(u) for _, u in running.values()})
+                    last[w] = _affinity(unit)
+                    running[pool.submit(_call, fn, unit, args)] = (w, unit)
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                w, unit = running.pop(future)
+                try:
+                    outcome = future.result()
+                except BrokenProcessPool:
+                    pools[w].shutdown(wait=False)
+                    pools[w] = ProcessPoolExecutor(max_workers=1, mp_context=context)
+                    last.pop(w, None)
+                    tries[id(unit)] = tries.get(id(unit), 0) + 1
+                    if tries[id(unit)] <= RETRIES:
+                        todo.insert(0, unit)
+                        continue
+                    outcome = Outcome(unit, error=f"its worker process died {tries[id(unit)]} times")
+                outcomes.append(outcome)
+                on_done(outcome)
+    finally:
+        for pool in pools:
+            pool.shutdown(wait=True, cancel_futures=True)
     return outcomes
 
 
