@@ -83,22 +83,35 @@ def test_a_ray_cluster_gives_the_bytes_of_one_process(config, one_process, ray_c
     assert (out / "results.json").read_bytes() == one_process
 
 
-def _kill_first_unit_worker(found: list, stop: threading.Event) -> None:
-    """SIGKILL the first process that Ray names after the running unit task (`ray::defectlab_unit`)."""
-    while not stop.is_set() and not found:
-        for pid in os.listdir("/proc"):
-            if not pid.isdigit():
-                continue
+def _processes():
+    """(pid, command line, parent pid) of every process this user can see."""
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
             try:
                 with open(f"/proc/{pid}/cmdline", "rb") as fh:
                     cmd = fh.read()
+                with open(f"/proc/{pid}/stat", "rb") as fh:
+                    parent = int(fh.read().rsplit(b")", 1)[1].split()[1])
             except OSError:
                 continue
-            if cmd.startswith(b"ray::defectlab_unit"):
-                os.kill(int(pid), signal.SIGKILL)
-                found.append(int(pid))
+            yield int(pid), cmd, parent
+
+
+def _kill_first(match, found: list, stop: threading.Event, delay: float = 0.0) -> None:
+    """SIGKILL the first process for which `match(command line, parent pid)` holds (after `delay` seconds)."""
+    while not stop.is_set() and not found:
+        for pid, cmd, parent in _processes():
+            if match(cmd, parent):
+                time.sleep(delay)
+                os.kill(pid, signal.SIGKILL)
+                found.append(pid)
                 return
         time.sleep(0.02)
+
+
+def _kill_first_unit_worker(found: list, stop: threading.Event) -> None:
+    """The first process that Ray names after the running unit task (`ray::defectlab_unit`)."""
+    _kill_first(lambda cmd, parent: cmd.startswith(b"ray::defectlab_unit"), found, stop)
 
 
 def test_a_worker_killed_mid_unit_is_retried_and_the_result_is_unchanged(config, one_process, ray_cluster, tmp_path):
@@ -196,25 +209,9 @@ def test_a_free_worker_takes_the_seed_it_ran_last_else_a_seed_nobody_runs():
 
 
 def _kill_first_spawned_child(found: list, stop: threading.Event) -> None:
-    """SIGKILL the first worker process that this test process spawned (multiprocessing's spawn_main)."""
-    me = str(os.getpid()).encode()
-    while not stop.is_set() and not found:
-        for pid in os.listdir("/proc"):
-            if not pid.isdigit():
-                continue
-            try:
-                with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                    cmd = fh.read()
-                with open(f"/proc/{pid}/stat", "rb") as fh:
-                    parent = fh.read().rsplit(b")", 1)[1].split()[1]
-            except OSError:
-                continue
-            if b"spawn_main" in cmd and parent == me:
-                time.sleep(3)  # mid-unit: past its start
-                os.kill(int(pid), signal.SIGKILL)
-                found.append(int(pid))
-                return
-        time.sleep(0.05)
+    """The first worker process this test process spawned (multiprocessing's spawn_main), 3 s in: mid-unit."""
+    me = os.getpid()
+    _kill_first(lambda cmd, parent: b"spawn_main" in cmd and parent == me, found, stop, delay=3.0)
 
 
 def test_a_local_worker_killed_mid_unit_is_replaced_and_the_result_is_unchanged(config, one_process, tmp_path):
