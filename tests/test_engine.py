@@ -103,7 +103,10 @@ def _kill_first(match, found: list, stop: threading.Event, delay: float = 0.0) -
         for pid, cmd, parent in _processes():
             if match(cmd, parent):
                 time.sleep(delay)
-                os.kill(pid, signal.SIGKILL)
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:  # it ended first: look for the next one
+                    break
                 found.append(pid)
                 return
         time.sleep(0.02)
