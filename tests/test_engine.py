@@ -228,3 +228,18 @@ def test_a_local_worker_killed_mid_unit_is_replaced_and_the_result_is_unchanged(
         killer.join()
     assert killed, "no worker process was found to kill"
     assert (tmp_path / "bench" / "results.json").read_bytes() == one_process
+
+
+def test_a_record_of_another_fingerprint_is_run_again_not_kept(config, one_process, tmp_path):
+    import json
+
+    out = tmp_path / "bench"
+    run_benchmark(config, out, **RUN)
+    stale = out / "runs" / "patchcore__seed0.json"
+    record = json.loads(stale.read_text())
+    right = record["unit_fingerprint"]
+    stale.write_text(json.dumps({**record, "unit_fingerprint": "0" * 64}))
+    (out / "results.json").unlink()  # as after an interrupted run
+    run_benchmark(config, out, **RUN)
+    assert json.loads(stale.read_text())["unit_fingerprint"] == right
+    assert (out / "results.json").read_bytes() == one_process

@@ -42,14 +42,13 @@ def run_group(unit, cfg: BenchmarkConfig, ready, out: Path, show_progress: bool,
               stamp: dict | None = None) -> None:
     """One unit (`units.Unit`: a seed of `patchcore`, `diad`, `fewshot` or a method): its runs whose files are
     missing. `ready()` gives the seed's prepared split; `stamp` joins every record written (the unit's fingerprint)."""
-    from .units import unit_runs
+    from .units import is_current, unit_runs
 
     seed, group, stamp = unit.seed, unit.group, dict(stamp or {})
-    todo = {r for r in unit_runs(cfg, unit) if not run_file(out, r, seed).is_file()}
-    if group == PATCHCORE and todo:
-        patchcore_run(seed, cfg, ready(), out, show_progress, stamp)
-    elif group == DIAD and todo:
-        diad_run(seed, cfg, ready(), out, show_progress, stamp)
+    todo = {r for r in unit_runs(cfg, unit) if not is_current(run_file(out, r, seed), stamp.get("unit_fingerprint"))}
+    if group in (PATCHCORE, DIAD):
+        if todo:
+            (patchcore_run if group == PATCHCORE else diad_run)(seed, cfg, ready(), out, show_progress, stamp)
     elif group == FEWSHOT:
         for d in cfg.detectors():
             if cfg.detector_run(FEWSHOT, d) in todo:
@@ -60,7 +59,7 @@ def run_group(unit, cfg: BenchmarkConfig, ready, out: Path, show_progress: bool,
             t0 = time.time()
             method = build_method(group, ready(), seed, cfg.method_params.get(group))
             score_and_test(group, seed, cfg, ready(), method.score, time.time() - t0, out, stamp=stamp)
-    elif group not in (PATCHCORE, DIAD, FEWSHOT):
+    else:
         _pool_runs(group, group, seed, cfg, ready, ready, cfg.method_params.get(group), stamp, todo, out, show_progress)
         if group in cfg.transfer_methods():
             moved = []
@@ -86,10 +85,10 @@ def _pool_runs(method_name: str, name: str, seed: int, cfg: BenchmarkConfig, sou
     random generators as the in-category one: only where its defects come from differs."""
     from .prepare import synthesize_pool
 
-    from .units import wants_quality
+    from .units import is_current, wants_quality
 
     runs = [(r, d) for d in cfg.detectors() for r in (name, f"{name}+{FEWSHOT}") if cfg.detector_run(r, d) in todo]
-    need_quality = wants_quality(cfg, seed) and not quality_file(out, name, seed).is_file()
+    need_quality = wants_quality(cfg, seed) and not is_current(quality_file(out, name, seed), info.get("unit_fingerprint"))
     if not runs and not need_quality:
         return
     t0 = time.time()

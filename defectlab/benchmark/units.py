@@ -61,15 +61,16 @@ def unit_records(cfg: BenchmarkConfig, unit: Unit, out: Path) -> list[Path]:
 
 def unit_outputs(cfg: BenchmarkConfig, unit: Unit, out: Path) -> list[Path]:
     """Every file the unit writes: its records, each run's maps and image statistics, `fewshot`'s detector."""
-    runs = [run_file(out, r, unit.seed) for r in unit_runs(cfg, unit)]
-    extra = [detector_file(out, unit.seed, r) for r in unit_runs(cfg, unit)] if unit.group == FEWSHOT else []
-    return (unit_records(cfg, unit, out) + [f.with_suffix(".npz") for f in runs]
-            + [stats_file(out, r, unit.seed) for r in unit_runs(cfg, unit)] + extra)
+    runs = unit_runs(cfg, unit)
+    extra = [detector_file(out, unit.seed, r) for r in runs] if unit.group == FEWSHOT else []
+    return (unit_records(cfg, unit, out) + [run_file(out, r, unit.seed).with_suffix(".npz") for r in runs]
+            + [stats_file(out, r, unit.seed) for r in runs] + extra)
 
 
 def unit_fingerprint(cfg: BenchmarkConfig, unit: Unit, split_fingerprint) -> str:
     """SHA-256 of everything a unit's result depends on: the settings that must match to resume, the group's own
-    parameters, the seed's split (files and their hashes) and the unit. Methods and seeds that join later, the
+    parameters, the seed's split (the digest of which images are support, held out, good train and good test; the
+    files' contents are checked for the whole folder by `folder.prepare_out`) and the unit. Methods and seeds that join later, the
     command and the plots do not enter it."""
     config = asdict(cfg)
     basis = {"unit": asdict(unit), "config": {k: config.get(k) for k in _RESUME_KEYS},
@@ -78,19 +79,22 @@ def unit_fingerprint(cfg: BenchmarkConfig, unit: Unit, split_fingerprint) -> str
     return hashlib.sha256(json.dumps(basis, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def is_current(path: Path, fingerprint: str | None) -> bool:
+    """A record exists and was written for this fingerprint (a record from before fingerprints, without one, counts:
+    the folder's configuration and data were checked when it was opened; no fingerprint given: existing suffices)."""
+    if not path.is_file():
+        return False
+    if fingerprint is None:
+        return True
+    try:
+        return json.loads(path.read_text()).get("unit_fingerprint", fingerprint) == fingerprint
+    except ValueError:
+        return False
+
+
 def unit_done(cfg: BenchmarkConfig, unit: Unit, out: Path, fingerprint: str) -> bool:
-    """Every record of the unit exists and was written for this fingerprint (a record from before fingerprints,
-    without one, counts: the folder's configuration and data were checked when it was opened)."""
-    for path in unit_records(cfg, unit, out):
-        if not path.is_file():
-            return False
-        try:
-            found = json.loads(path.read_text()).get("unit_fingerprint", fingerprint)
-        except ValueError:
-            return False
-        if found != fingerprint:
-            return False
-    return True
+    """Every record of the unit is current (`is_current`)."""
+    return all(is_current(path, fingerprint) for path in unit_records(cfg, unit, out))
 
 
 _PREPARED: dict = {}  # this process's last prepared split: units of one seed that run here in a row share it
