@@ -8,7 +8,6 @@ failure: the other units finish, and the caller reports the failed ones.
 from __future__ import annotations
 
 import socket
-import traceback
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -23,16 +22,15 @@ ADDRESS_TIMEOUT_S = 10  # an unreachable --address is refused after this long
 class Outcome:
     unit: object
     value: object = None
-    error: str | None = None  # the unit's exception, in one line (its traceback in `detail`)
-    detail: str | None = None
+    error: str | None = None  # the unit's exception, in one line
 
 
 def _call(fn: Callable, unit, args: tuple) -> Outcome:
-    """`fn(unit, *args)` with its exception caught and recorded (in the worker, where the traceback is)."""
+    """`fn(unit, *args)` with its exception caught and recorded (in the worker, which may be another machine)."""
     try:
         return Outcome(unit, fn(unit, *args))
     except Exception as exc:  # one unit's failure must not stop the others
-        return Outcome(unit, error=f"{type(exc).__name__}: {exc}", detail=traceback.format_exc())
+        return Outcome(unit, error=f"{type(exc).__name__}: {exc}")
 
 
 def run_units(fn: Callable, units: Sequence, args: tuple = (), *, executor: str = "local", workers: int = 1,
@@ -41,10 +39,9 @@ def run_units(fn: Callable, units: Sequence, args: tuple = (), *, executor: str 
     """`fn(unit, *args)` for every unit, in the order they finish; `on_done(outcome)` as each one does (the caller
     writes its files, moves its progress bar). `fn` and `args` must be picklable for `workers > 1` and Ray."""
     on_done = on_done or (lambda outcome: None)
+    start_executor(executor, address)
     if executor == "ray":
-        return _ray(fn, units, args, address, cpus_per_unit, on_done)
-    if executor != "local":
-        raise DefectlabError(f"--executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+        return _ray(fn, units, args, cpus_per_unit, on_done)
     if workers <= 1:
         outcomes = []
         for unit in units:
@@ -97,11 +94,11 @@ def _processes(fn, units, args, workers: int, on_done) -> list[Outcome]:
                     pools[w].shutdown(wait=False)
                     pools[w] = ProcessPoolExecutor(max_workers=1, mp_context=context)
                     last.pop(w, None)
-                    tries[id(unit)] = tries.get(id(unit), 0) + 1
-                    if tries[id(unit)] <= RETRIES:
+                    tries[unit] = tries.get(unit, 0) + 1
+                    if tries[unit] <= RETRIES:
                         todo.insert(0, unit)
                         continue
-                    outcome = Outcome(unit, error=f"its worker process died {tries[id(unit)]} times")
+                    outcome = Outcome(unit, error=f"its worker process died {tries[unit]} times")
                 outcomes.append(outcome)
                 on_done(outcome)
     finally:
@@ -123,12 +120,11 @@ def start_executor(executor: str, address: str | None = None) -> None:
             connect_ray(ray, address)
 
 
-def _ray(fn, units, args, address: str | None, cpus_per_unit: int, on_done) -> list[Outcome]:
-    """Each unit a Ray task declaring `cpus_per_unit` CPUs (Ray packs tasks onto the cluster's cores by it). A task
-    whose worker dies is retried by Ray (`max_retries`); an exception inside it is not (it would fail again)."""
+def _ray(fn, units, args, cpus_per_unit: int, on_done) -> list[Outcome]:
+    """Each unit a Ray task declaring `cpus_per_unit` CPUs (Ray packs tasks onto the cluster's cores by it), on the
+    cluster `start_executor` joined. A task whose worker dies is retried by Ray (`max_retries`); an exception inside
+    it is not (it would fail again)."""
     ray = _import_ray()
-    if not ray.is_initialized():
-        connect_ray(ray, address)
     task = ray.remote(_call).options(num_cpus=cpus_per_unit, max_retries=RETRIES, retry_exceptions=False,
                                      name="defectlab_unit")
     refs = {task.remote(fn, u, args): u for u in units}

@@ -122,14 +122,10 @@ def _open(checked: tuple, overwrite: bool) -> _Plan:
 
 def categories_of(cfg: BenchmarkConfig) -> list[str]:
     """The categories `--category all` benchmarks: every category of the data set."""
-    from ..data import open_dataset
     from ..data.embedded import CATEGORIES
+    from .checks import _open_dataset
 
-    if cfg.format == "embedded":
-        return list(CATEGORIES)
-    if not cfg.data:
-        raise DefectlabError("--data: a data set folder is needed (or --format embedded)")
-    return open_dataset(cfg.data, cfg.format).categories()
+    return list(CATEGORIES) if cfg.format == "embedded" else _open_dataset(cfg).categories()
 
 
 def _run(cfg: BenchmarkConfig, out: Path, overwrite: bool, threads, show_progress: bool, executor: str, workers: int,
