@@ -48,9 +48,30 @@ def magnetic_tile_dir() -> Path | None:
     return path if path and path.is_dir() else None
 
 
+CHECKOUT = Path(__file__).resolve().parent.parent
+
+
+def shown_path(path: str | os.PathLike) -> str:
+    """A path as printed for a reader, without the folders of the machine that printed it: relative to the checkout
+    when inside it (`data/cache/...`), `$TMPDIR/...` inside the temporary folder, `~/...` inside the home folder;
+    a relative path or one elsewhere as given."""
+    import tempfile
+
+    given = Path(path)
+    if not given.is_absolute():
+        return str(path)
+    resolved = given.resolve()
+    for base, shown in ((CHECKOUT, None), (Path(tempfile.gettempdir()).resolve(), "$TMPDIR"),
+                        (Path.home().resolve(), "~")):
+        if resolved.is_relative_to(base):
+            rest = resolved.relative_to(base).as_posix()
+            return rest if shown is None else f"{shown}/{rest}"
+    return str(path)
+
+
 def cache_dir() -> Path:
     """Where generated data (the embedded data set, feature caches) lives: $DEFECTLAB_CACHE or `data/cache`."""
     env = os.environ.get("DEFECTLAB_CACHE")
-    path = Path(env) if env else Path(__file__).resolve().parent.parent / "data" / "cache"
+    path = Path(env) if env else CHECKOUT / "data" / "cache"
     path.mkdir(parents=True, exist_ok=True)
     return path

@@ -49,3 +49,16 @@ def test_an_existing_course_is_replaced_only_when_asked_and_bad_input_is_named(t
         lessons(tmp_path)
     with pytest.raises(DefectlabError, match="no notebooks"):
         lessons(tmp_path / "empty")
+
+
+def test_paths_are_shown_without_the_machines_folders(monkeypatch):
+    import tempfile
+
+    from defectlab.config import CHECKOUT, shown_path
+
+    monkeypatch.setattr(Path, "home", classmethod(lambda cls: Path("/no-such-home/someone")))
+    assert shown_path(CHECKOUT / "data" / "cache" / "embedded_s0_128") == "data/cache/embedded_s0_128"
+    assert shown_path(Path(tempfile.gettempdir()) / "run" / "report.md") == "$TMPDIR/run/report.md"
+    assert shown_path("/no-such-home/someone/.cache/defectlab/adabldm") == "~/.cache/defectlab/adabldm"
+    assert shown_path("../shared/datasets/magnetic_tile") == "../shared/datasets/magnetic_tile"  # relative: as given
+    assert shown_path("/srv/data/mvtec") == "/srv/data/mvtec"  # elsewhere: the reader's own data, as given

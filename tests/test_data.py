@@ -37,6 +37,7 @@ def test_mvtec_reader_labels_masks_and_dtypes(tmp_path, rng):
     assert ds.categories() == ["widget"]
     assert ds.defect_types("widget") == ["hole", "scratch"]
     assert ds.summary()["widget"] == {"train/good": 3, "test/good": 1, "test/hole": 4, "test/scratch": 4}
+    assert ds.summary_table().splitlines()[2] == "| widget | 3 | 1 | hole 4, scratch 4 |"
     rec = ds.filter(label="hole")[1]
     img, mask = rec.load()
     assert img.dtype == np.float32 and img.shape == (24, 32, 3) and 0 <= img.min() and img.max() <= 1

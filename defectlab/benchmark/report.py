@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import shown_path
 from ..errors import DefectlabError
 
 DETECTION = (("image_auroc", "image AUROC"), ("pixel_auroc", "pixel AUROC"), ("pixel_ap", "pixel AP"),
@@ -136,7 +137,7 @@ def export_report(folder: str | Path, out: str | Path, overwrite: bool = False) 
         cfg = results["config"]
         md = [f"# Synthetic defects for `{cfg['category']}`: which method helps a detector?", "",
               f"{cfg['shots']} real defects per type, seeds {cfg['seeds']}, {cfg['size']} px "
-              f"(data: `{cfg.get('data') or 'embedded'}`).", "", markdown_table(results), "",
+              f"(data: `{shown_path(cfg['data']) if cfg.get('data') else 'embedded'}`).", "", markdown_table(results), "",
               "![metrics](metrics.png)", "", "![quality vs AP](quality_vs_ap.png)", ""]
         md += [f"![{n}]({n})" for n in copied]
         (tmp / "report.md").write_text("\n".join(md) + "\n")

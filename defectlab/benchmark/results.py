@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import shown_path
 from ..data.records import name_files
 from ..metrics.correlation import MIN_METHODS, TOO_FEW
 from ..metrics.paired import EXACT_MAX_SEEDS, min_attainable_p, seeds_needed
@@ -176,7 +177,8 @@ def results_markdown(cfg: BenchmarkConfig, results: dict) -> str:
                                              f"{', '.join(map(str, m['seeds']))})" for m in results["merged_from"])
                   + " (`defectlab benchmark-merge`): the same configuration, seeds run apart.", ""]
     split = results["runs"][0]["split"] if results["runs"] else {}
-    lines += [f"Data `{cfg.data or 'embedded'}` ({results['format']}), {cfg.shots} real defects per type for training, "
+    data = shown_path(cfg.data) if cfg.data else "embedded"
+    lines += [f"Data `{data}` ({results['format']}), {cfg.shots} real defects per type for training, "
               f"seeds {', '.join(map(str, cfg.seeds))}, long side {cfg.size} px "
               f"({'aspect kept, zero-padded' if cfg.keep_aspect else 'squashed to a square'}), {_detector_text(cfg)}, "
               f"{cfg.n_synthetic} synthetic defects per method. Test set (seed {cfg.seeds[0]}): "

