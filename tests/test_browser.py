@@ -176,7 +176,7 @@ def test_the_html_course_opens_in_a_real_browser(tmp_path):
     driver = webdriver.Chrome(options=opts, service=webdriver.ChromeService(shutil.which("chromedriver")))
     try:
         driver.get(index.resolve().as_uri())
-        entries = driver.find_elements(By.CSS_SELECTOR, "ol > li > a")
+        entries = driver.find_elements(By.CSS_SELECTOR, "ol > li > a.lesson")
         assert [e.text for e in entries] == [it["title"] for it in items]
         entries[0].click()
         _wait(driver, "the first lesson", lambda d: d.current_url.endswith(items[0]["page"]), 30)
