@@ -1,7 +1,7 @@
 """Pictures: overlays and image / defect / mask / overlay grids."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -76,6 +76,21 @@ def grid_figure(rows: Sequence[Sequence[np.ndarray]], row_labels: Sequence[str] 
 def sample_grid(goods: Sequence[np.ndarray], samples: Sequence[Sample], labels: Sequence[str] | None = None, cell=2.0):
     """Figure with one row (good / synthetic / mask / overlay) per sample."""
     return grid_figure([sample_row(g, s) for g, s in zip(goods, samples)], labels, cell=cell)
+
+
+def sweep_figure(make: Callable[[Any], Any], values: Sequence, images: Sequence[np.ndarray],
+                 foregrounds: Sequence[np.ndarray | None] | None = None, *, name: str = "", seed: int = 0,
+                 row_labels: Sequence[str] | None = None, cell: float = 1.8):
+    """The static stand-in of an interactive cell: one column per value of the parameter a slider moves
+    (`make(value)` builds the method), one row per image. Every picture of a row is drawn with the same generator,
+    `default_rng([seed, row])`, so along a row only the parameter changes; the mask is outlined in red."""
+    methods = [make(v) for v in values]
+    rows = []
+    for i, image in enumerate(images):
+        fg = foregrounds[i] if foregrounds is not None else None
+        samples = [m(image, np.random.default_rng([seed, i]), foreground=fg) for m in methods]
+        rows.append([overlay(s.image, s.mask, alpha=0.0) for s in samples])
+    return grid_figure(rows, row_labels, col_labels=[f"{name} = {v}" if name else str(v) for v in values], cell=cell)
 
 
 def save_figure(fig, path) -> None:

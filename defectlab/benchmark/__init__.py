@@ -43,7 +43,7 @@ from __future__ import annotations
 from .cli import add_arguments, add_benchmark_parser, main
 from .config import DETECTORS, DIAD, FEWSHOT, PATCHCORE, TRANSFER_PARAMS, BenchmarkConfig, base_method, scores_itself, \
     transferable
-from .correlation import quality_scatter
+from .correlation import correlation_forest, quality_scatter
 from .figures import detection_grid, pr_curves, pr_figure
 from .protocol import run_benchmark
 from .quality import QUALITY_KEYS
@@ -51,7 +51,8 @@ from .report import export_report, load_results, metric_figure, quality_vs_detec
 from .tables import by_type_table, mean_std, region_table, summarize
 
 __all__ = ["BenchmarkConfig", "DETECTORS", "DIAD", "FEWSHOT", "PATCHCORE", "QUALITY_KEYS", "TRANSFER_PARAMS",
-           "add_arguments", "add_benchmark_parser", "base_method", "by_type_table", "detection_grid", "export_report",
+           "add_arguments", "add_benchmark_parser", "base_method", "by_type_table", "correlation_forest", "detection_grid",
+           "export_report",
            "load_results", "main", "mean_std", "metric_figure", "pr_curves", "pr_figure", "quality_scatter",
            "quality_vs_detection_figure", "region_table", "run_benchmark", "scores_itself", "summarize",
            "transferable"]

@@ -1,5 +1,5 @@
-"""Quality vs detection: rank correlation over methods, bootstrap intervals over seeds and test images, and the
-scatter figure (`quality_scatter`)."""
+"""Quality vs detection: rank correlation over methods, bootstrap intervals over seeds and test images, the
+scatter figure (`quality_scatter`) and the forest plot of the correlations (`correlation_forest`)."""
 from __future__ import annotations
 
 import json
@@ -169,6 +169,45 @@ def quality_scatter(results: dict, methods: Sequence[str] | None = None, detecti
                                 summary[m][detection]["std"]) for m in methods}
     name = {"pixel_ap": "pixel AP", "iap": "IAP", "iap90": "IAP90"}.get(detection, detection)
     return scatter_figure(points, f"{name} (method alone)") if points else None
+
+
+TARGET_NAMES = {"pixel_ap": "pixel AP", "iap": "IAP", "iap90": "IAP90", GAIN: "pixel AP gain over fewshot"}
+
+
+def correlation_rows(results: dict, detection: str = "pixel_ap") -> list[dict]:
+    """The rows of a benchmark's `correlation` (results.json content) for one detection target, as the forest plot
+    reads them: {"label", "rho" (Spearman), "ci" (its bootstrap interval or None), "p", "n_methods"}. p is the
+    stored exact permutation p; a results.json written before p was stored gets it recomputed from the stored
+    means over the same methods (none below `MIN_METHODS` methods)."""
+    from ..metrics.correlation import MIN_METHODS, permutation_p, rank_correlation
+
+    summary, quality = results["summary"], results["quality"]
+    methods = [m for m in results["config"]["methods"] if m in quality and m in summary]
+    rows = []
+    for c in results.get("correlation") or []:
+        if c["detection"] != detection:
+            continue
+        p = c.get("spearman_p")
+        if p is None and c["n_methods"] >= MIN_METHODS and c.get("verdict") is None:
+            qv = {m: quality[m][c["quality"]]["mean"] for m in methods if isinstance(quality[m].get(c["quality"]), dict)}
+            dv = {m: _target(summary, m, detection) for m in qv}
+            if len(qv) == c["n_methods"] and abs(rank_correlation(qv, dv)[0] - c["spearman"]) < 1e-9:
+                p = _none_if_nan(permutation_p(qv, dv, "spearman", rng=np.random.default_rng([c["n_methods"], 29])))
+        rows.append({"label": c.get("label", c["quality"]), "rho": c["spearman"], "ci": c.get("spearman_ci"), "p": p,
+                     "n_methods": c["n_methods"]})
+    return rows
+
+
+def correlation_forest(results: dict, detections: Sequence[str] = ("pixel_ap", GAIN), title: str = ""):
+    """The quality <-> usefulness result as a forest plot (`metrics.correlation.forest_figure`): one panel per
+    detection target (default: pixel AP of the method alone, and the gain over `fewshot`), one row per quality
+    metric with Spearman ρ, its bootstrap interval over seeds and test images, and the permutation p. None when the
+    benchmark has no correlation rows."""
+    from ..metrics.correlation import forest_figure
+
+    panels = {f"vs {TARGET_NAMES.get(d, d)}": correlation_rows(results, d) for d in detections}
+    panels = {k: v for k, v in panels.items() if v}
+    return forest_figure(panels, title) if panels else None
 
 
 def _scatter(out: Path, methods: list, summary: dict, quality: dict) -> None:

@@ -76,24 +76,50 @@ def markdown_table(results: dict, metrics=DETECTION) -> str:
     return "\n".join(lines)
 
 
+# what a run trained on -> (legend text, bar colour); `run_kind` says which a run is
+RUN_KINDS = {"none": ("no defects (patchcore, diad)", "tab:green"),
+             "real": ("real few-shot defects only (fewshot)", "0.5"),
+             "synthetic": ("synthetic defects only (<method>)", "tab:orange"),
+             "both": ("synthetic + real (<method>+fewshot)", "tab:blue")}
+
+
+def run_kind(run: str) -> str:
+    """"none", "real", "synthetic" or "both": what the run's detector was trained on (a key of RUN_KINDS)."""
+    from .config import DIAD, FEWSHOT, PATCHCORE, base_run
+
+    name = base_run(run)
+    if name in (PATCHCORE, DIAD):
+        return "none"
+    if name == FEWSHOT:
+        return "real"
+    return "both" if name.endswith(f"+{FEWSHOT}") else "synthetic"
+
+
 def metric_figure(results: dict, metrics=(("pixel_ap", "pixel AP"), ("iap90", "IAP90"), ("image_auroc", "image AUROC"))):
-    """Bar chart, one panel per metric, one bar per run (mean, std as error bar), few-shot baseline as a line."""
+    """Bar chart, one panel per metric, one bar per run (mean, std as error bar), coloured by what the run trained
+    on (legend below), the few-shot baseline as a dashed line."""
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
 
     s, order = results["summary"], run_order(results)
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 0.35 * len(order) + 1.6), squeeze=False)
+    kinds = [run_kind(r) for r in order]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 0.35 * len(order) + 2.2), squeeze=False)
     for ax, (k, title) in zip(axes[0], metrics):
         means = np.array([s[r].get(k, {}).get("mean") or np.nan for r in order], float)
         stds = np.array([s[r].get(k, {}).get("std") or 0 for r in order], float)
-        colors = ["0.5" if r == "fewshot" else ("tab:blue" if "+" in r else "tab:orange") for r in order]
-        ax.barh(range(len(order)), means, xerr=stds, color=colors)
+        ax.barh(range(len(order)), means, xerr=stds, color=[RUN_KINDS[kind][1] for kind in kinds])
         if "fewshot" in order:
             ax.axvline(means[order.index("fewshot")], color="0.3", ls="--", lw=1)
         ax.set_yticks(range(len(order)), order if ax is axes[0][0] else [""] * len(order), fontsize=8)
         ax.invert_yaxis()
         ax.set_title(title, fontsize=10)
         ax.set_xlim(0, 1)
-    fig.tight_layout()
+    handles = [Patch(color=RUN_KINDS[kind][1], label=RUN_KINDS[kind][0]) for kind in RUN_KINDS if kind in kinds]
+    if "fewshot" in order:
+        handles.append(Line2D([], [], color="0.3", ls="--", lw=1, label="fewshot's mean"))
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 3), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.9 / (0.35 * len(order) + 2.2), 1, 1))
     return fig
 
 

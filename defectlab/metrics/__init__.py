@@ -74,10 +74,37 @@ def quality(real, fake, *, fid: bool = True, kid: bool = True, isc: bool = True,
     return out
 
 
+def quality_table(scores: dict) -> str:
+    """`quality(...)`'s dict as a Markdown table: one row per metric (value, spread, network and settings), values
+    rounded to what the spread supports (3 significant digits at most)."""
+    def num(v) -> str:
+        return "–" if v is None else f"{v:.3g}"
+
+    rows = []
+    if "fid" in scores:
+        rows.append(("FID ↓", num(scores["fid"]), "", scores.get("inception", "Inception")))
+    if "kid" in scores:
+        rows.append(("KID ↓", num(scores["kid"]), f"± {num(scores['kid_std'])}",
+                     f"{scores.get('inception', 'Inception')}; {scores['kid_subsets']} subsets of "
+                     f"{scores['kid_subset_size']}"))
+    if "isc" in scores:
+        rows.append(("IS", num(scores["isc"]), f"± {num(scores['isc_std'])}", scores["isc_network"]))
+    if "ic_lpips" in scores:
+        rows.append(("IC-LPIPS ↑", num(scores["ic_lpips"]), f"non-empty clusters only {num(scores['ic_lpips_nonempty'])}",
+                     f"{scores['ic_lpips_network']}, {scores['ic_lpips_protocol']} protocol"))
+    if "domain_frechet" in scores:
+        rows.append(("domain Fréchet ↓", num(scores["domain_frechet"]), "", scores["domain_network"]))
+        rows.append(("domain kernel ↓", num(scores["domain_kernel"]), f"± {num(scores['domain_kernel_std'])}",
+                     scores["domain_network"]))
+    head = [f"| metric ({scores['n_real']} real vs {scores['n_fake']} synthetic) | value | spread | network, settings |",
+            "|---|---:|---|---|"]
+    return "\n".join(head + [f"| {' | '.join(r)} |" for r in rows])
+
+
 def __getattr__(name: str):
     if name in _SUBMODULES:
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["quality", *_SUBMODULES]
+__all__ = ["quality", "quality_table", *_SUBMODULES]

@@ -174,26 +174,74 @@ def _interval(point: float, values: np.ndarray, lo: float, hi: float) -> tuple[l
 
 def scatter_figure(points: dict, detection_label: str = "pixel AP"):
     """One panel per quality metric: {metric label: {method: (q_mean, q_std, d_mean, d_std)}}; error bars are
-    the std over seeds, each point labelled with its method."""
+    the std over seeds. Each method has one colour in every panel (legend below the panels) and its name beside
+    its point; the axes are named (x: the quality metric, y: `detection_label`)."""
     import matplotlib.pyplot as plt
 
     names = list(points)
+    methods = list(dict.fromkeys(m for panel in points.values() for m in panel))
+    colours = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}
     cols = min(3, max(1, len(names)))
     rows = -(-len(names) // cols) if names else 1
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows + 0.6), squeeze=False)
     for ax, name in zip(axes.flat, names):
         for method, (qm, qs, dm, ds) in points[name].items():
             if qm is None or dm is None:
                 continue
-            ax.errorbar(qm, dm, xerr=qs or 0, yerr=ds or 0, fmt="o", ms=4, capsize=2)
-            ax.annotate(method, (qm, dm), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            ax.errorbar(qm, dm, xerr=qs or 0, yerr=ds or 0, fmt="o", ms=5, capsize=2, color=colours[method],
+                        label=method)
+            ax.annotate(method, (qm, dm), fontsize=7, xytext=(3, 3), textcoords="offset points", color=colours[method])
         ax.set_xlabel(name, fontsize=8)
         ax.set_ylabel(detection_label, fontsize=8)
         ax.tick_params(labelsize=7)
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
-    fig.tight_layout()
+    handles = [plt.Line2D([], [], marker="o", ls="", color=colours[m], label=m) for m in methods]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(methods), 5), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.6 / (3.2 * rows + 0.6) + 0.02, 1, 1))
     return fig
 
+
+def forest_figure(panels: dict, title: str = "", xlabel: str = "Spearman ρ across methods"):
+    """A forest plot: {panel title: [{"label", "rho", "ci": (lo, hi) or None, "p": float or None}, ...]}, panels
+    side by side, one row per quality metric (the rows of the first panel, top to bottom): ρ as a point, its
+    interval as a bar, the zero line, and ρ [interval] p written at the right. A point whose interval excludes 0
+    is black, one whose interval spans 0 (or has none) grey."""
+    import matplotlib.pyplot as plt
+    from matplotlib.transforms import blended_transform_factory
+
+    labels = list(dict.fromkeys(r["label"] for rows in panels.values() for r in rows))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels) + 1.6, 0.32 * len(labels) + 1.3),
+                             squeeze=False, sharey=True)
+    for ax, (panel, rows) in zip(axes[0], panels.items()):
+        by_label = {r["label"]: r for r in rows}
+        text = blended_transform_factory(ax.transAxes, ax.transData)
+        for y, label in enumerate(labels):
+            r = by_label.get(label)
+            if r is None or r.get("rho") is None or not np.isfinite(r["rho"]):
+                continue
+            ci = r.get("ci")
+            has_ci = ci is not None and all(v is not None and np.isfinite(v) for v in ci)
+            colour = "k" if has_ci and (ci[0] > 0 or ci[1] < 0) else "0.6"
+            if has_ci:
+                ax.plot(ci, [y, y], color=colour, lw=1.6)
+            ax.plot(r["rho"], y, "o", color=colour, ms=5)
+            p = r.get("p")
+            words = f"{r['rho']:+.2f}" + (f" [{ci[0]:+.2f}, {ci[1]:+.2f}]" if has_ci else "") + \
+                (f"  p {p:.2g}" if p is not None and np.isfinite(p) else "")
+            ax.text(1.02, y, words, transform=text, fontsize=7.5, va="center", family="monospace")
+        ax.axvline(0, color="0.3", lw=0.8, ls="--")
+        ax.set_xlim(-1.05, 1.05)
+        ax.set_title(panel, fontsize=9)
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.tick_params(labelsize=8)
+    axes[0][0].set_yticks(range(len(labels)), labels)
+    axes[0][0].set_ylim(len(labels) - 0.5, -0.5)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout(w_pad=9.0)
+    return fig
+
+
 __all__ = ["MIN_METHODS", "TOO_FEW", "bootstrap_rank_correlations", "permutation_p", "rank_correlation",
-           "scatter_figure"]
+           "forest_figure", "scatter_figure"]

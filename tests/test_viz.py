@@ -1,0 +1,28 @@
+"""Pictures: the static parameter sweep that stands in for an interactive cell on the course's pages."""
+import numpy as np
+
+import defectlab
+from defectlab import viz
+
+
+def test_sweep_figure_one_column_per_value_the_same_draw_along_a_row():
+    goods = [np.full((48, 48, 3), 0.5, np.float32), np.full((48, 40, 1), 0.3, np.float32)]
+    made = []
+
+    def make(area_max):
+        made.append(area_max)
+        return defectlab.create("cutpaste", area_ratio=(0.02, area_max))
+
+    fig = viz.sweep_figure(make, [0.05, 0.3], goods, [None, np.ones((48, 40), bool)], name="area_max",
+                           row_labels=["grey", "dark"])
+    assert made == [0.05, 0.3]  # one method per value, built once
+    axes = np.array(fig.axes).reshape(2, 2)
+    assert [a.get_title() for a in axes[0]] == ["area_max = 0.05", "area_max = 0.3"]
+    assert [a.get_ylabel() for a in axes[:, 0]] == ["grey", "dark"]
+    shown = axes[1][1].get_images()[0].get_array()
+    expected = defectlab.create("cutpaste", area_ratio=(0.02, 0.3))(goods[1], np.random.default_rng([0, 1]),
+                                                                    foreground=np.ones((48, 40), bool))
+    assert np.allclose(shown, np.clip(viz.overlay(expected.image, expected.mask, alpha=0.0), 0, 1))
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
