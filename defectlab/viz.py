@@ -80,16 +80,18 @@ def sample_grid(goods: Sequence[np.ndarray], samples: Sequence[Sample], labels: 
 
 def sweep_figure(make: Callable[[Any], Any], values: Sequence, images: Sequence[np.ndarray],
                  foregrounds: Sequence[np.ndarray | None] | None = None, *, name: str = "", seed: int = 0,
-                 row_labels: Sequence[str] | None = None, cell: float = 1.8):
+                 row_labels: Sequence[str] | None = None, cell: float = 1.8, zoomed: bool = False):
     """The static stand-in of an interactive cell: one column per value of the parameter a slider moves
     (`make(value)` builds the method), one row per image. Every picture of a row is drawn with the same generator,
-    `default_rng([seed, row])`, so along a row only the parameter changes; the mask is outlined in red."""
+    `default_rng([seed, row])`, so along a row only the parameter changes; the mask is outlined in red
+    (`zoomed`: each picture cropped around its defect, `zoom`)."""
     methods = [make(v) for v in values]
     rows = []
     for i, image in enumerate(images):
         fg = foregrounds[i] if foregrounds is not None else None
         samples = [m(image, np.random.default_rng([seed, i]), foreground=fg) for m in methods]
-        rows.append([overlay(s.image, s.mask, alpha=0.0) for s in samples])
+        pictures = [overlay(s.image, s.mask, alpha=0.0) for s in samples]
+        rows.append([zoom(p, s.mask) for p, s in zip(pictures, samples)] if zoomed else pictures)
     return grid_figure(rows, row_labels, col_labels=[f"{name} = {v}" if name else str(v) for v in values], cell=cell)
 
 

@@ -234,3 +234,39 @@ def test_scatter_figure_colours_each_method_alike_in_every_panel_with_a_legend()
     assert colour(panels[0], "a") == colour(panels[1], "a") != colour(panels[0], "b")
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["a", "b"]
     plt.close(fig)
+
+
+def test_results_md_tables_fit_a_page_and_say_how_many_seeds():
+    """No table wider than 8 columns (detection and quality apart, region and visibility apart), quality once per
+    method, "one seed" instead of a spread nobody measured, no empty correlation section."""
+    from defectlab.benchmark.results import results_markdown
+    from defectlab.benchmark.tables import summarize
+
+    keys = ("image_auroc", "pixel_auroc", "pixel_ap", "iap", "iap90", "aupro")
+    runs = [{"run": r, "seed": 0, "metrics": {k: 0.5 for k in keys}, "split": {"heldout": 3, "good_test": 2,
+                                                                                "good_train": 6}}
+            for r in ("fewshot", "cutpaste", "cutpaste+fewshot")]
+    one = lambda v: {"mean": v, "std": 0.0, "n": 1}  # noqa: E731
+    quality = {"cutpaste": {k: one(0.1) for k in ("kid", "fid", "domain_frechet", "domain_kernel", "ic_lpips", "isc",
+                                                   "region_kid", "region_fid", "region_domain_frechet",
+                                                   "region_ic_lpips", "visibility_fake", "visibility_ratio",
+                                                   "trts_pixel_ap", "trts_aupro")}}
+    quality["cutpaste"].update(region_n_fake=one(20), region_n_real=one(3))
+    cfg = BenchmarkConfig(category="x", methods=["cutpaste"], seeds=[0], shots=1, patchcore=False)
+    md = results_markdown(cfg, {"runs": runs, "summary": summarize(runs), "quality": quality, "format": "mvtec",
+                                "correlation": [], "machine": {}, "wall_seconds": 1.0, "compute_seconds": 1.0})
+    rows = [line for line in md.splitlines() if line.startswith("|")]
+    assert rows and max(line.count("|") - 1 for line in rows) <= 8
+    assert "## Detection (one seed)" in md and "mean ± std over" not in md
+    import re
+
+    # detection, quality, region, visibility (flagged: 0.1 of the real defects' visibility)
+    assert [bool(re.match(r"\| `cutpaste` ⚠ \|", line)) for line in rows if re.match(r"\| `cutpaste`( ⚠)? \|", line)] \
+        == [False, False, True, True]
+    assert "| `cutpaste+fewshot` | 0.500 |" in md and "`cutpaste+fewshot` | 0.1000" not in md
+    assert "## Quality vs detection" not in md and "No rank correlation" in md
+    two = BenchmarkConfig(category="x", methods=["cutpaste"], seeds=[0, 1], shots=1, patchcore=False)
+    both = runs + [dict(r, seed=1) for r in runs]
+    md = results_markdown(two, {"runs": both, "summary": summarize(both), "quality": {}, "format": "mvtec",
+                                "correlation": [], "machine": {}, "wall_seconds": 1.0, "compute_seconds": 1.0})
+    assert "## Detection (mean ± std over 2 seeds)" in md

@@ -26,3 +26,9 @@ def test_sweep_figure_one_column_per_value_the_same_draw_along_a_row():
     import matplotlib.pyplot as plt
 
     plt.close(fig)
+    fig = viz.sweep_figure(make, [0.3], goods[1:], [np.ones((48, 40), bool)], seed=1, zoomed=True)
+    first = defectlab.create("cutpaste", area_ratio=(0.02, 0.3))(goods[1], np.random.default_rng([1, 0]),
+                                                                 foreground=np.ones((48, 40), bool))
+    assert np.allclose(fig.axes[0].get_images()[0].get_array(),
+                       np.clip(viz.zoom(viz.overlay(first.image, first.mask, alpha=0.0), first.mask), 0, 1))
+    plt.close(fig)

@@ -178,6 +178,7 @@ def results_markdown(cfg: BenchmarkConfig, results: dict) -> str:
                   + " (`defectlab benchmark-merge`): the same configuration, seeds run apart.", ""]
     split = results["runs"][0]["split"] if results["runs"] else {}
     data = shown_path(cfg.data) if cfg.data else "embedded"
+    spread = f"mean ± std over {len(cfg.seeds)} seeds" if len(cfg.seeds) > 1 else "one seed"
     lines += [f"Data `{data}` ({results['format']}), {cfg.shots} real defects per type for training, "
               f"seeds {', '.join(map(str, cfg.seeds))}, long side {cfg.size} px "
               f"({'aspect kept, zero-padded' if cfg.keep_aspect else 'squashed to a square'}), {_detector_text(cfg)}, "
@@ -185,14 +186,15 @@ def results_markdown(cfg: BenchmarkConfig, results: dict) -> str:
               f"{split.get('heldout', '?')} held-out real defects + {split.get('good_test', '?')} good images; "
               f"training: {split.get('good_train', '?')} good images.", "",
               *([empty_masks_note(results["empty_defect_masks"]), ""] if results.get("empty_defect_masks") else []),
-              "## Detection (mean ± std over seeds) and quality of each method's synthetic defects", "",
+              f"## Detection ({spread}) and quality of each method's synthetic defects", "",
               markdown_table(s, results["quality"], cfg.run_names()), "",
               "`fewshot`: the real support defects only; `<method>`: its synthetic defects only; "
               "`<method>+fewshot`: both. pixel AP, IAP and IAP90 are the metrics that small defects cannot flatter. "
               f"Quality: at most {cfg.quality_images} of the method's synthetic images vs at most as many held-out "
               "real defect images "
               f"({'every seed' if cfg.quality == 'all' else 'first seed only' if cfg.quality == 'first' else 'not computed'}; "
-              "same value on both rows of a method): KID (Inception; mean of 100 subsets of half the smaller set), "
+              "one row per method, for its runs alone and with the real defects): KID (Inception; mean of 100 "
+              "subsets of half the smaller set), "
               "FID (Inception, at the n shown; biased upward at small n), the domain distance (Fréchet and kernel "
               "distance of pooled EfficientNet-Lite0 features, the detector's backbone: *not* FID), IC-LPIPS (DFMGAN "
               f"protocol, clusters around the real support defects, {LPIPS_SIZE} px) and IS; the networks are named in "
@@ -231,8 +233,8 @@ def results_markdown(cfg: BenchmarkConfig, results: dict) -> str:
                   "detector trained on the real support defects only, scored on the synthetic masks (empty when not "
                   "run).", ""]
     lines += paired_section(results)
-    lines += ["## Quality vs detection: rank correlation over methods", ""]
     if results["correlation"]:
+        lines += ["## Quality vs detection: rank correlation over methods", ""]
         lines += ["| quality | detection | Spearman ρ | 95 % interval | Kendall τ | 95 % interval | p (perm.) | p (Holm) |",
                   "|---|---|---|---|---|---|---|---|"]
         for c in results["correlation"]:
@@ -253,7 +255,8 @@ def results_markdown(cfg: BenchmarkConfig, results: dict) -> str:
                   f"Holm-corrected across the rows of this table. Fewer than {MIN_METHODS} methods: "
                   f"\"{TOO_FEW}\".", "", "![quality vs pixel AP](quality_vs_ap.png)", ""]
     else:
-        lines += ["Needs at least three methods with quality scores.", ""]
+        lines += ["No rank correlation of quality with detection over methods: it needs at least three methods with "
+                  "quality scores.", ""]
     if not results.get("merged_from"):  # a merge has no images to draw from: its sources keep their plots
         lines += ["## Plots", "", "![PR curves](pr_curves.png)", "", "![detections](detections.png)", ""]
     lines += [f"Machine: {results['machine'].get('processor')}, {results['machine'].get('cpu_count')} CPUs, "

@@ -52,54 +52,69 @@ def _quality_title(key: str, title: str, quality: dict) -> str:
 
 
 def markdown_table(summary: dict, quality: dict, order: Sequence[str]) -> str:
-    """One row per run name in `order`: detection metrics, then the quality of its synthetic defects
-    (only the quality columns some method has)."""
-    cols = [(k, _quality_title(k, t, quality), d) for k, t, d in QUALITY_METRICS
-            if any(k in q for q in quality.values())] or [(k, t, d) for k, t, d in QUALITY_METRICS[:2]]
-    head = ["run"] + [t for _, t in TABLE_METRICS] + [t for _, t, _ in cols]
+    """Two Markdown tables (each at most 8 columns, so neither wraps on a page): one row per run name in `order`
+    with its detection metrics; then one row per synthesis method with the quality of its synthetic defects (only
+    the quality columns some method has; a method's `+fewshot` run shares them, so they are not repeated)."""
+    head = ["run"] + [t for _, t in TABLE_METRICS]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name in order:
-        if name not in summary:
-            continue
-        method = name.split("+")[0]
-        q = quality.get(method, {}) if name != "fewshot" else {}
-        cells = [f"`{name}`"] + [fmt(summary[name].get(k)) for k, _ in TABLE_METRICS]
-        cells += [fmt(q.get(k) if isinstance(q.get(k), dict) else None, d) for k, _, d in cols]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        if name in summary:
+            lines.append("| " + " | ".join([f"`{name}`"] + [fmt(summary[name].get(k)) for k, _ in TABLE_METRICS]) + " |")
+    methods = [m for m in dict.fromkeys(name.split("+")[0] for name in order) if quality.get(m)]
+    quality_part = method_quality_table(quality, methods)
+    return "\n".join(lines) + ("\n\n" + quality_part if quality_part else "")
 
 
-# quality on windows around the defects, visibility and TRTS (issue 23): (key, column title, digits)
-REGION_METRICS = (("region_n_fake", "windows (synthetic / real)", 0), ("region_kid", "region KID ↓", 4),
-                  ("region_fid", "region FID ↓", 1), ("region_domain_frechet", "region domain Fréchet ↓", 2),
-                  ("region_ic_lpips", "region IC-LPIPS ↑", 3), ("visibility_fake", "visibility (synthetic)", 2),
-                  ("visibility_ratio", "visibility ratio to real", 2), ("trts_pixel_ap", "TRTS pixel AP", 3),
-                  ("trts_aupro", "TRTS AUPRO", 3))
-
-
-def region_table(quality: dict, methods: Sequence[str], flag_ratio: float = 0.5) -> str:
-    """One row per method: the REGION_METRICS it has (mean ± std over seeds); a method whose synthetic defects
-    are far less visible than the real ones (ratio below `flag_ratio`) is marked ⚠."""
-    cols = [c for c in REGION_METRICS if any(c[0] in quality.get(m, {}) for m in methods)]
+def method_quality_table(quality: dict, methods: Sequence[str]) -> str:
+    """One row per method: the QUALITY_METRICS measured for some method (mean ± std over seeds), their titles
+    naming the networks; "" when none was."""
+    cols = [(k, _quality_title(k, t, quality), d) for k, t, d in QUALITY_METRICS
+            if any(k in quality.get(m, {}) for m in methods)]
     if not cols:
         return ""
     lines = ["| method | " + " | ".join(t for _, t, _ in cols) + " |", "|---|" + "---|" * len(cols)]
     for m in methods:
-        q = quality.get(m)
-        if not q:
-            continue
-        cells = []
-        for k, _, d in cols:
-            if k == "region_n_fake":
-                n_real = q.get("region_n_real")
-                cells.append(f"{q[k]['mean']:.0f} / {n_real['mean']:.0f}" if isinstance(q.get(k), dict)
-                             and isinstance(n_real, dict) and q[k].get("mean") is not None else "–")
-            else:
-                cells.append(fmt(q.get(k) if isinstance(q.get(k), dict) else None, d))
-        ratio = q.get("visibility_ratio")
-        flagged = isinstance(ratio, dict) and ratio.get("mean") is not None and ratio["mean"] < flag_ratio
-        lines.append(f"| `{m}`{' ⚠' if flagged else ''} | " + " | ".join(cells) + " |")
+        q = quality.get(m, {})
+        lines.append(f"| `{m}` | " + " | ".join(fmt(q.get(k) if isinstance(q.get(k), dict) else None, d)
+                                              for k, _, d in cols) + " |")
     return "\n".join(lines)
+
+
+# quality on windows around the defects, visibility and TRTS (issue 23): (key, column title, digits), in two tables
+REGION_METRICS = (("region_n_fake", "windows (synthetic / real)", 0), ("region_kid", "region KID ↓", 4),
+                  ("region_fid", "region FID ↓", 1), ("region_domain_frechet", "region domain Fréchet ↓", 2),
+                  ("region_ic_lpips", "region IC-LPIPS ↑", 3))
+VISIBILITY_METRICS = (("visibility_fake", "visibility (synthetic)", 2), ("visibility_ratio", "visibility ratio to real", 2),
+                      ("trts_pixel_ap", "TRTS pixel AP", 3), ("trts_aupro", "TRTS AUPRO", 3))
+
+
+def region_table(quality: dict, methods: Sequence[str], flag_ratio: float = 0.5) -> str:
+    """Up to two Markdown tables, one row per method: the REGION_METRICS, then the VISIBILITY_METRICS it has (mean ±
+    std over seeds; columns only for what was measured); a method whose synthetic defects are far less visible than
+    the real ones (ratio below `flag_ratio`) is marked ⚠. "" when nothing was measured."""
+    tables = []
+    for group in (REGION_METRICS, VISIBILITY_METRICS):
+        cols = [c for c in group if any(c[0] in quality.get(m, {}) for m in methods)]
+        if not cols:
+            continue
+        lines = ["| method | " + " | ".join(t for _, t, _ in cols) + " |", "|---|" + "---|" * len(cols)]
+        for m in methods:
+            q = quality.get(m)
+            if not q:
+                continue
+            cells = []
+            for k, _, d in cols:
+                if k == "region_n_fake":
+                    n_real = q.get("region_n_real")
+                    cells.append(f"{q[k]['mean']:.0f} / {n_real['mean']:.0f}" if isinstance(q.get(k), dict)
+                                 and isinstance(n_real, dict) and q[k].get("mean") is not None else "–")
+                else:
+                    cells.append(fmt(q.get(k) if isinstance(q.get(k), dict) else None, d))
+            ratio = q.get("visibility_ratio")
+            flagged = isinstance(ratio, dict) and ratio.get("mean") is not None and ratio["mean"] < flag_ratio
+            lines.append(f"| `{m}`{' ⚠' if flagged else ''} | " + " | ".join(cells) + " |")
+        tables.append("\n".join(lines))
+    return "\n\n".join(tables)
 
 
 def by_type_table(cfg: BenchmarkConfig, runs: list[dict], metric: str = "pixel_ap") -> str:
