@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: demo test venv clean course notebooks anomalib-venv anomalib-bench adabldm-weights mutation
+.PHONY: demo test venv clean course notebooks anomalib-venv anomalib-bench adabldm-weights prior-weights mutation
 
 venv: $(STAMP)
 
@@ -30,6 +30,13 @@ test: $(STAMP)
 MUTATION_TARGET ?= detection
 mutation: $(STAMP)
 	$(PY) benchmarks/mutation.py $(MUTATION_TARGET)
+
+# the embedded washer's domain prior (issue #36): an unconditional latent diffusion model of 256 rendered good washers
+# (about 25 min on two free cores), cached with its SHA-256 in $$DEFECTLAB_PRIOR_CACHE or ~/.cache/defectlab/prior;
+# AdaBLDM's checkpoint below starts from it (and trains it first when missing). A real data set's priors, one per
+# benchmark seed: `defectlab prior train --data PATH --category C --seeds 0-4`
+prior-weights: $(STAMP)
+	$(PY) -m defectlab.prior.embedded --category washer
 
 # AdaBLDM's trained offline checkpoint for notebook 05's control panel: trained once (about 15 min on one
 # free CPU core), cached with its SHA-256 in $$DEFECTLAB_ADABLDM_CACHE or ~/.cache/defectlab/adabldm, reused after

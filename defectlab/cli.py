@@ -86,7 +86,8 @@ def run_adabldm(step: str, args: argparse.Namespace) -> int:
 SUBCOMMANDS: tuple[Callable, ...] = (add_export_parser, add_adabldm_parser)
 # (module, function): registered when the module is installed; another engineer's sub-commands go here
 OPTIONAL_SUBCOMMANDS: tuple[tuple[str, str], ...] = (("defectlab.benchmark", "add_benchmark_parser"),
-                                                      ("defectlab.benchmark.merge", "add_merge_parser"))
+                                                      ("defectlab.benchmark.merge", "add_merge_parser"),
+                                                      ("defectlab.benchmark.prior", "add_prior_parser"))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,6 +5,11 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+if os.environ.get("DEFECTLAB_QUICK", "0") not in ("", "0", "false", "False"):
+    # quick mode trains tiny domain priors (seconds): in a folder of this test process, not the user's cache
+    import tempfile
+
+    os.environ.setdefault("DEFECTLAB_PRIOR_CACHE", tempfile.mkdtemp(prefix="defectlab-prior-"))
 
 from defectlab.config import magnetic_tile_dir, shared_dir  # noqa: E402
 

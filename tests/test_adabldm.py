@@ -311,7 +311,7 @@ def copy_with_wide_output(decoder):
 def test_sd_decoder_adaptation_trains_the_decoder_only():
     from diffusers import AutoencoderKL
 
-    from defectlab.adabldm.autoencoders import _SDDecoder
+    from defectlab.prior.autoencoders import _SDDecoder
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)

@@ -453,7 +453,7 @@ def test_hub_weights_can_be_pinned_to_a_revision(monkeypatch):
     import diffusers
     import transformers
 
-    from defectlab.adabldm import autoencoders
+    from defectlab.prior import autoencoders
     from defectlab.adabldm.prompts import CLIPPromptEncoder
 
     seen = []

@@ -137,6 +137,20 @@ def test_detectors_never_import_the_benchmark():
     assert bad == []
 
 
+def test_the_domain_prior_imports_none_of_its_users():
+    """`prior/` is below `adabldm/`, `detect/`, `synth/` (and the benchmark): they import it, it imports none of them;
+    and `detect/` no longer reaches into AdaBLDM for its autoencoder."""
+    above = ("defectlab.adabldm", "defectlab.detect", "defectlab.synth", "defectlab.benchmark")
+    bad = [f"{path.relative_to(REPO)}:{line} imports {module}"
+           for path in sorted((REPO / "defectlab" / "prior").rglob("*.py"))
+           for line, module, name in _imports(path)
+           for m in (module, f"{module}.{name}" if name else module) if m.startswith(above)]
+    bad += [f"{path.relative_to(REPO)}:{line} imports {module}"
+            for path in sorted((REPO / "defectlab" / "detect").rglob("*.py"))
+            for line, module, _ in _imports(path) if module.startswith("defectlab.adabldm")]
+    assert bad == []
+
+
 def test_no_private_name_is_imported_from_another_subpackage():
     """A leading underscore means "this module's own": the library imports none across its sub-packages (or
     top-level modules), and the benchmark scripts import none of the library's."""

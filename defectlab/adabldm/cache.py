@@ -41,6 +41,7 @@ class Recipe:
     seed: int = 0
     size: int = OFFLINE_TRAIN.size
     steps: int = OFFLINE_TRAIN.steps
+    prior: bool = True  # ε_θ starts from the category's domain prior (issue #36); the embedded set's is `embedded_prior`
 
     @property
     def name(self) -> str:
@@ -48,7 +49,8 @@ class Recipe:
         from ..config import quick_mode
 
         quick = "-quick" if quick_mode() else ""  # quick mode reads a smaller embedded set: never the same checkpoint
-        return f"{self.category}-{where}-{self.size}px-{self.shots}shot-seed{self.seed}-{self.steps}steps{quick}"
+        prior = "-prior" if self.prior else ""
+        return f"{self.category}-{where}-{self.size}px-{self.shots}shot-seed{self.seed}-{self.steps}steps{prior}{quick}"
 
 
 def cache_root() -> Path:
@@ -107,7 +109,8 @@ def trained_checkpoint(recipe: Recipe | None = None, *, train: bool = True, thre
     data = load_training_data(recipe.data, recipe.path, recipe.category, recipe.shots, recipe.seed)
     params = replace(OFFLINE_TRAIN, size=recipe.size, steps=recipe.steps, seed=recipe.seed)
     t0 = time.time()
-    folder, _ = train_run(run, data, params, show_progress=show_progress)
+    folder, _ = train_run(run, data, params, prior=recipe_prior(recipe, data.goods, show_progress),
+                          show_progress=show_progress)
     from .checkpoint import MODEL_FILE, read_state
 
     if read_state(folder)["step"] < recipe.steps:
@@ -116,6 +119,22 @@ def trained_checkpoint(recipe: Recipe | None = None, *, train: bool = True, thre
             "train_seconds": round(time.time() - t0, 1)}
     atomic_write_bytes(run / RECORD, json.dumps(info, indent=1).encode())
     return folder
+
+
+def recipe_prior(recipe: Recipe, goods: list, show_progress: bool = True):
+    """The domain prior a recipe's ε_θ starts from: the embedded category's (`defectlab.prior.embedded`, rendered
+    goods), else the prior of the split's good images (in quick mode a 20-step one); None without `recipe.prior`."""
+    from ..config import quick_mode
+    from ..prior import AUTO, PriorParams, resolve_prior
+
+    if not recipe.prior:
+        return None
+    if recipe.data == "embedded" and recipe.path is None and not quick_mode():
+        from ..prior.embedded import embedded_prior
+
+        return embedded_prior(recipe.category, PriorParams(size=recipe.size), show_progress=show_progress)
+    return resolve_prior(AUTO, goods, PriorParams(size=recipe.size), category=recipe.category, who="AdaBLDM",
+                         show_progress=show_progress)
 
 
 def main(argv=None) -> int:

@@ -27,6 +27,10 @@ class AdaBLDMMethodParams:
     # ours (issue #36): where a support mask goes when no mask is given: "prior" = turned, moved and sized as its
     # type occurs in the support masks (`defectlab.placement`); "uniform" = any angle, anywhere on the foreground
     placement: str = "prior"
+    # ours (issue #36), standing in for the paper's pretrained SD: "auto" = ε_θ starts from the domain prior of the
+    # good images given to fit (`defectlab.prior`; trained once, cached), a prior folder = that prior, None = from
+    # scratch (the offline recipe before issue #36)
+    prior: str | None = "auto"
     # where fit() keeps its training checkpoints, so an interrupted fit resumes (the benchmark gives each seed one);
     # None: trained in memory only
     work_dir: str | None = None
@@ -100,11 +104,43 @@ class AdaBLDMMethod:
             kind = p.autoencoder or "taef2"
             cfg = tiny_config() if kind == "tiny" else ModelConfig(autoencoder=kind)
             cfg.vocabulary = vocabulary_for(pairs.prompts)
-            model = AdaBLDMModel(cfg, seed=int(rng.integers(2**31)))
+            prior = self._domain_prior(goods, cfg, kind)
+            if prior is not None:  # the UNet takes the prior's shape
+                cfg.unet_channels, cfg.layers_per_block = tuple(prior.params.unet_channels), prior.params.layers_per_block
+                cfg.norm_groups = prior.params.norm_groups
+            model = AdaBLDMModel(cfg, seed=int(rng.integers(2**31)), prior=prior)
             train(model, pairs, p.train, out=p.work_dir, show_progress=False, provenance={"sources": self.sources})
         self.pipeline = AdaBLDM(model, p.sampler, p.adapt)
         self.fitted = True
         return self
+
+    def deviations(self) -> list[str]:
+        """Where this configuration departs from the paper: what stands in for its pretrained Stable Diffusion, the
+        prompt, the sampler and adaptation settings (`params.deviations`)."""
+        p = self.params
+        model = self.pipeline.model if self.pipeline is not None else None
+        prior = model.cfg.prior if model is not None else None
+        if model is not None and model.cfg.pretrained:
+            first = "ε_θ: pretrained Stable Diffusion, locked (as the paper)"
+        elif prior:
+            first = (f"ε_θ started from the domain prior of the {prior['category']} good images (an unconditional "
+                     "latent diffusion model, ours, issue #36) in place of the paper's pretrained Stable Diffusion; its "
+                     "weights stay locked and only its attention to the prompt learns")
+        else:
+            first = "ε_θ trained from scratch on the few-shot pairs (no pretrained Stable Diffusion offline)"
+        prompt = (f"prompt 'a {self.object_name or '{object}'} with a {{defect}}' (the paper's template, the data "
+                  "set's category as the object) through learned word embeddings, not CLIP"
+                  if model is None or not model.cfg.pretrained else None)
+        return [first] + ([prompt] if prompt else []) + deviations(p.sampler, p.adapt, self.window)
+
+    def _domain_prior(self, goods, cfg: ModelConfig, autoencoder: str):
+        """The domain prior `params.prior` names, shaped like the UNet of `cfg` (None: from scratch)."""
+        from ..prior import PriorParams, resolve_prior
+
+        like = PriorParams(size=self.params.size, autoencoder=autoencoder, unet_channels=tuple(cfg.unet_channels),
+                           layers_per_block=cfg.layers_per_block, norm_groups=cfg.norm_groups)
+        return resolve_prior(self.params.prior, goods, like, category=self.object_name or "goods", who="AdaBLDM",
+                             show_progress=False)
 
     def __call__(self, image, rng: np.random.Generator, *, foreground=None, mask=None,
                  defect_type: str | None = None) -> Sample:
@@ -163,7 +199,7 @@ class AdaBLDMMethod:
         p = self.params
         meta = {"method": "adabldm", "prompt": res.prompt, "defect_type": kind, "size": p.size,
                 "sampler": asdict(p.sampler), "adapt": asdict(p.adapt),
-                "deviations": deviations(p.sampler, p.adapt, self.window)}
+                "deviations": self.deviations()}
         if where is not None:
             meta["placement"] = where
             if where["mode"] == "prior":

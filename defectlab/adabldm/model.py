@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..errors import DefectlabError
-from . import autoencoders
+from ..prior import autoencoders
 from .params import ModelConfig
 from .prompts import CLIPPromptEncoder, WordPromptEncoder
 
@@ -38,7 +38,10 @@ def _offline_unet(cfg: ModelConfig):
 
 
 class AdaBLDMModel(nn.Module):
-    def __init__(self, cfg: ModelConfig, seed: int = 0):
+    """`prior`: a `defectlab.prior.DomainPrior` the offline UNet starts from (its ResNet blocks copied, its prompt
+    attention starting at zero, so before training ε_θ is the prior); `cfg.prior` records which."""
+
+    def __init__(self, cfg: ModelConfig, seed: int = 0, prior=None):
         super().__init__()
         from diffusers import ControlNetModel, UNet2DConditionModel
 
@@ -57,6 +60,11 @@ class AdaBLDMModel(nn.Module):
             else:
                 self.unet = _offline_unet(cfg)
                 self.prompt_encoder = WordPromptEncoder(cfg.vocabulary, cfg.attention_dim, cfg.max_words)
+                if prior is not None:
+                    from ..prior import init_from_prior
+
+                    init_from_prior(self.unet, prior.unet)
+                    cfg.prior = {k: prior.record[k] for k in ("category", "fingerprint", "sha256")}
             channels = (16, 32, 96, 256) if cfg.pretrained else (16, 32, 64, 128)  # 3 stride-2 convs: /8
             self.controlnet = ControlNetModel.from_unet(self.unet, conditioning_embedding_out_channels=channels)
         self.scheduler = sd_scheduler()
@@ -64,6 +72,12 @@ class AdaBLDMModel(nn.Module):
     @property
     def device(self) -> torch.device:
         return next(self.unet.parameters()).device
+
+    def locked(self) -> list[nn.Parameter]:
+        """UNet weights that stay as the domain prior made them (all but the prompt attention), or none."""
+        if not self.cfg.prior:
+            return []
+        return [q for name, q in self.unet.named_parameters() if ".attentions." not in name]
 
     def trainable(self, unet_too: bool) -> dict[str, nn.Module]:
         """Modules whose weights training changes (and checkpoints hold)."""

@@ -159,6 +159,10 @@ class ModelConfig:
     vocabulary: list[str] = field(default_factory=list)
     max_words: int = 8
     tiny_seed: int = 0
+    # the domain prior ε_θ started from (issue #36): its category, fingerprint and SHA-256, or None (from scratch);
+    # with one, the UNet's prior weights stay locked and only its attention to the prompt learns (the paper keeps
+    # SD locked)
+    prior: dict | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -106,9 +106,12 @@ def train(model: AdaBLDMModel, pairs: Pairs | WindowPairs, params: TrainParams, 
     model.unet.requires_grad_(unet_too)
     model.prompt_encoder.requires_grad_(unet_too and isinstance(model.prompt_encoder, WordPromptEncoder))
     model.controlnet.requires_grad_(True)
+    for q in model.locked():  # started from the domain prior: its weights stay (the paper keeps SD locked)
+        q.requires_grad_(False)
     groups = [{"params": list(model.controlnet.parameters()), "lr": params.lr}]
     if unet_too:
-        extra = list(model.unet.parameters()) + [p for p in model.prompt_encoder.parameters() if p.requires_grad]
+        extra = [q for q in model.unet.parameters() if q.requires_grad] + \
+            [p for p in model.prompt_encoder.parameters() if p.requires_grad]
         groups.append({"params": extra, "lr": params.unet_lr})
     optimizer = torch.optim.AdamW(groups)
     start = 0
@@ -242,9 +245,10 @@ def check_args(args) -> None:
 
 
 def train_run(out: str | Path, data: TrainingData, params: TrainParams = OFFLINE_TRAIN, *, pretrained: str | None = None,
-              revision: str | None = None,
+              revision: str | None = None, prior=None,
               minutes: float | None = None, show_progress: bool = True) -> tuple[Path, list[float]]:
     """Train (or resume) a run folder on `data`'s few-shot support; returns (checkpoint folder, losses of this call).
+    `prior`: a `defectlab.prior.DomainPrior` the offline UNet starts from (None: from scratch).
 
     The checkpoints record the training images (`state.json`: `sources`, `heldout`, `data`, `category`)."""
     from ..config import quick_mode
@@ -266,7 +270,11 @@ def train_run(out: str | Path, data: TrainingData, params: TrainParams = OFFLINE
         model = AdaBLDMModel(ModelConfig(autoencoder="sd", pretrained=pretrained, latent_channels=4, revision=revision),
                              seed=params.seed)
     else:
-        model = AdaBLDMModel(ModelConfig(vocabulary=vocabulary_for(pairs.prompts + [""])), seed=params.seed)
+        cfg = ModelConfig(vocabulary=vocabulary_for(pairs.prompts + [""]))
+        if prior is not None:  # the UNet takes the prior's shape
+            cfg.unet_channels, cfg.layers_per_block = tuple(prior.params.unet_channels), prior.params.layers_per_block
+            cfg.norm_groups = prior.params.norm_groups
+        model = AdaBLDMModel(cfg, seed=params.seed, prior=prior)
     provenance = {"data": data.root, "category": data.category, "sources": data.sources, "heldout": data.heldout}
     history = train(model, pairs, params, out, show_progress=show_progress, provenance=provenance,
                     time_limit=minutes * 60 if minutes else None)

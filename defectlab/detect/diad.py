@@ -52,6 +52,14 @@ class DiADParams:
     smoothing_sigma: float = 5.0  # DiAD reference test: Gaussian blur of the map, sigma 5 px
     predict_batch: int = 8
     num_threads: int | None = None  # torch CPU threads while fitting / predicting (restored after)
+    # ours (issue #36), standing in for DiAD's pretrained SD: "auto" = the domain prior of the good images given to
+    # fit (`defectlab.prior`; trained once, cached): the UNet is the prior's and stays locked (ControlNet / DiAD
+    # keep SD locked), the SG network starts from a copy of its encoder and learns. A prior folder: that prior.
+    # None: UNet and SG network from scratch (`unet_channels`, `layers_per_block`, `norm_groups` apply only then).
+    prior: str | None = "auto"
+    # ours: with a prior, "UNetMidBlock2DCrossAttn" (its two ResNets hold the prior's; its attention, to no text,
+    # starts at zero and stays locked, so the UNet computes exactly the prior)
+    mid_block: str = "UNetMidBlock2D"
 
 
 _TUPLES = ("unet_channels", "guide_embedding", "feature_strides")
@@ -64,6 +72,12 @@ def scheduler():
 
     return DDIMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                          clip_sample=False, set_alpha_to_one=False, timestep_spacing="trailing")
+
+
+def _copy_prior(unet, prior) -> None:
+    from ..prior import init_from_prior
+
+    init_from_prior(unet, prior.unet)
 
 
 class DiAD:
@@ -91,23 +105,56 @@ class DiAD:
         self.channels: int | None = None
         self.noise_seed: int | None = None
         self.losses: list[float] = []
+        self.prior_record: dict | None = None  # category, fingerprint and SHA-256 of the prior fit started from
         self._ae = None
         self._features = None
+
+    def deviations(self) -> list[str]:
+        """What stands in for the paper's pretrained model, and other departures (issue #36)."""
+        p = self.params
+        out = [f"UNet: the domain prior of the good images ({self.prior_record['category']}, an unconditional latent "
+               "diffusion model trained on them, `defectlab.prior`), locked, stands in for DiAD's pretrained Stable "
+               "Diffusion" if self.prior_record else
+               "UNet and SG network trained from scratch on the good images (no pretrained Stable Diffusion)"]
+        if p.autoencoder == "taef2":
+            out.append("TAEF2 latents instead of SD v1.5's KL autoencoder")
+        out.append(f"{p.size} px (DiAD: 256); noised to t = {p.timestep} (DiAD's test: 999)")
+        if p.backbone != "resnet50":
+            out.append(f"{p.backbone} features for the anomaly map (DiAD: ImageNet ResNet-50)")
+        return out
 
     # ------------------------------------------------------------------------------------ pieces
     def autoencoder(self):
         if self._ae is None:
-            from ..adabldm.autoencoders import build
+            from ..prior.autoencoders import build
 
             self._ae = build(self.params.autoencoder, self.params.autoencoder_path)
         return self._ae
 
-    def _build(self, seed: int):
+    def _prior(self, goods, show_progress: bool):
+        """The domain prior `params.prior` names (None: none); with one, the UNet takes the prior's architecture."""
+        from dataclasses import replace
+
+        from ..prior import PriorParams, resolve_prior
+
+        p = self.params
+        prior = resolve_prior(p.prior, goods, PriorParams(size=p.size, autoencoder=p.autoencoder), who="DiAD",
+                              show_progress=show_progress)
+        self.prior_record = None if prior is None else {k: prior.record[k] for k in ("category", "fingerprint", "sha256")}
+        if prior is not None:
+            self.params = replace(p, unet_channels=tuple(prior.params.unet_channels),
+                                  layers_per_block=prior.params.layers_per_block, norm_groups=prior.params.norm_groups,
+                                  mid_block="UNetMidBlock2DCrossAttn")
+        return prior
+
+    def _build(self, seed: int, prior=None):
+        """The UNet and SG network; with a prior, the UNet is the prior's and the SG network copies its encoder."""
         from .diad_nets import build_denoiser
 
         p = self.params
         return build_denoiser(self.autoencoder().channels, p.unet_channels, p.layers_per_block, p.norm_groups,
-                              p.guide_embedding, p.deepest_only, seed)
+                              p.guide_embedding, p.deepest_only, seed,
+                              init=None if prior is None else lambda unet: _copy_prior(unet, prior), mid_block=p.mid_block)
 
     def _tensor(self, images: Sequence[np.ndarray]):
         """Images -> (B, 3, size, size) in [0, 1] (grey replicated), the autoencoder's and the guide's input."""
@@ -138,7 +185,8 @@ class DiAD:
         self.noise_seed = int(rng.integers(2**62))
         gen = torch_generator(rng)
         with torch_threads(p.num_threads):
-            self.net = self._build(int(rng.integers(2**31)))
+            prior = self._prior(goods, show_progress)  # on every good image (the prior's fingerprint), not the subset
+            self.net = self._build(int(rng.integers(2**31)), prior)
             ae = self.autoencoder()
             with torch.no_grad():
                 images = self._tensor([goods[i] for i in keep])
@@ -146,7 +194,9 @@ class DiAD:
                     images = torch.cat([images, images.flip(-1)])
                 latents = torch.cat([ae.encode(images[i:i + 16]) for i in range(0, len(images), 16)])
             sched = scheduler()
-            opt = torch.optim.AdamW(self.net.parameters(), lr=p.lr)
+            if prior is not None:
+                self.net.unet.requires_grad_(False)
+            opt = torch.optim.AdamW([q for q in self.net.parameters() if q.requires_grad], lr=p.lr)
             self.net.train()
             steps = range(p.steps)
             bar = progress(steps, desc="DiAD training") if show_progress else steps
@@ -274,7 +324,7 @@ class DiAD:
         params = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self.params).items()}
         buf = io.BytesIO()
         torch.save({"params": params, "channels": self.channels, "noise_seed": self.noise_seed,
-                    "net": {k: v.cpu() for k, v in self.net.state_dict().items()}}, buf)
+                    "prior": self.prior_record, "net": {k: v.cpu() for k, v in self.net.state_dict().items()}}, buf)
         return buf.getvalue()
 
     def save(self, path) -> str:
@@ -289,6 +339,7 @@ class DiAD:
             params = {k: (tuple(v) if k in _TUPLES else v) for k, v in blob["params"].items()}
             model = cls(DiADParams(**params))
             model.channels, model.noise_seed = int(blob["channels"]), int(blob["noise_seed"])
+            model.prior_record = blob.get("prior")
             model.net = model._build(0)
             model.net.load_state_dict(blob["net"])
         except DefectlabError:

@@ -19,14 +19,17 @@ from torch import nn
 CONTEXT_DIM = 8  # the UNet's (unused) cross-attention width: no block of this UNet attends to text
 
 
-def build_unet(latent_channels: int, channels: tuple[int, ...], layers_per_block: int, norm_groups: int):
-    """A small text-free latent denoiser (diffusers initialises it from torch's global generator: fork it)."""
+def build_unet(latent_channels: int, channels: tuple[int, ...], layers_per_block: int, norm_groups: int,
+               mid_block: str = "UNetMidBlock2D"):
+    """A small text-free latent denoiser (diffusers initialises it from torch's global generator: fork it).
+    `mid_block` "UNetMidBlock2DCrossAttn" gives the middle two ResNets (as a domain prior's `UNet2DModel` has)
+    around an attention block that `defectlab.prior.init_from_prior` starts at zero."""
     from diffusers import UNet2DConditionModel
 
     n = len(channels)
     return UNet2DConditionModel(
         sample_size=16, in_channels=latent_channels, out_channels=latent_channels,
-        down_block_types=("DownBlock2D",) * n, up_block_types=("UpBlock2D",) * n, mid_block_type="UNetMidBlock2D",
+        down_block_types=("DownBlock2D",) * n, up_block_types=("UpBlock2D",) * n, mid_block_type=mid_block,
         block_out_channels=tuple(channels), layers_per_block=layers_per_block, cross_attention_dim=CONTEXT_DIM,
         norm_num_groups=norm_groups)
 
@@ -94,10 +97,13 @@ class Denoiser(nn.Module):
 
 
 def build_denoiser(latent_channels: int, channels, layers_per_block: int, norm_groups: int, embedding_channels,
-                   deepest_only: bool, seed: int) -> Denoiser:
-    """The networks, initialised from `seed` only (torch's global generator is forked, left as it was)."""
+                   deepest_only: bool, seed: int, init=None, mid_block: str = "UNetMidBlock2D") -> Denoiser:
+    """The networks, initialised from `seed` only (torch's global generator is forked, left as it was); `init(unet)`,
+    if given, sets the UNet's weights before the SG network copies its encoder."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        unet = build_unet(latent_channels, tuple(channels), layers_per_block, norm_groups)
+        unet = build_unet(latent_channels, tuple(channels), layers_per_block, norm_groups, mid_block)
+        if init is not None:
+            init(unet)
         guide = SemanticGuide(unet, tuple(embedding_channels), deepest_only)
     return Denoiser(unet, guide)

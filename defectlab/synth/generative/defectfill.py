@@ -98,6 +98,14 @@ class DefectFill:
         self.fitted = False
         self.history: list[float] = []
 
+    def deviations(self) -> list[str]:
+        """What stands in for the paper's pretrained model, and other departures (issue #36)."""
+        return [f"a tiny pixel-space inpainting UNet trained from scratch ({self.params.size}-px windows; its prior "
+                "loss on good windows teaches the background) stands in for DefectFill's pretrained Stable Diffusion "
+                "inpainting model; the latent domain prior (`defectlab.prior`) is not used: this model inpaints pixels",
+                "learned [obj] / [V*] token embeddings instead of text prompts through CLIP; no LoRA",
+                "no low-fidelity sample selection"]
+
     # ---- training
     def _predict(self, x_t, t, mask, known, tokens):
         import torch

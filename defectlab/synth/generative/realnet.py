@@ -49,6 +49,13 @@ class RealNetSDAS:
         self.fitted = False
         self.history: list[float] = []
 
+    def deviations(self) -> list[str]:
+        """What stands in for the paper's pretrained model, and other departures (issue #36)."""
+        return ["a tiny pixel-space UNet trained from scratch on the good images at "
+                f"{self.params.size} px stands in for RealNet's ImageNet-pretrained 256-px guided-diffusion model "
+                "(fine-tuned on the good images); the latent domain prior (`defectlab.prior`) is not used: SDAS scales "
+                "the noise of pixel-space DDPM steps", "no classifier guidance"]
+
     def fit(self, goods, defects=None, rng: np.random.Generator | None = None, *, foregrounds=None):
         """Train the diffusion model on good images (eps-prediction MSE). `defects` are not used."""
         import torch
