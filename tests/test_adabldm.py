@@ -551,3 +551,34 @@ def test_train_recipe_by_name_or_fields_as_the_command_line_gives_it(monkeypatch
         defectlab.create("adabldm", train="windows")
     with pytest.raises(DefectlabError, match="unknown train field"):
         defectlab.create("adabldm", train={"stepz": 3})
+
+
+def test_visibility_by_type_compares_each_types_synthetic_defects_with_its_held_out_real_ones():
+    """A stand-in method that paints its mask black is far more visible than one that changes nothing, type by type;
+    the ratio is synthetic over real, counted over the type's held-out images."""
+    from defectlab.adabldm.generate import visibility_by_type
+    from defectlab.adabldm.train import load_training_data
+    from defectlab.sample import Sample
+
+    data = load_training_data("embedded", category="washer", shots=1)
+
+    def painter(value):
+        def make(good, rng, foreground=None, defect_type=None):
+            mask = np.zeros(good.shape[:2], bool)
+            top, left = (int(v) for v in rng.integers(20, min(good.shape[:2]) - 40, 2))
+            mask[top:top + 12, left:left + 12] = True
+            image = good.copy()
+            if value is not None:
+                image[mask] = value
+            return Sample(image, mask, {"label": defect_type})
+        return make
+
+    black = visibility_by_type(painter(0.0), data, per_type=3, show_progress=False)["types"]
+    same = visibility_by_type(painter(None), data, per_type=3, show_progress=False)["types"]
+    kinds = sorted({d.meta["label"] for d in data.defects})
+    assert sorted(black) == kinds
+    for kind in kinds:
+        b, s = black[kind], same[kind]
+        assert b["n_real"] == sum(r.label == kind for r in data.heldout_records) and b["n_synthetic"] == 3
+        assert b["ratio"] == pytest.approx(b["synthetic"] / b["real"]) and b["within"] == (0.7 <= b["ratio"] <= 1.5)
+        assert b["synthetic"] > 3 * s["synthetic"] and b["real"] == s["real"]

@@ -110,6 +110,32 @@ def gallery_by_type(method, data, seed: int = 0, per_type: int = 1):
     return viz.grid_figure(rows, labels, cols, cell=2.2), info
 
 
+def visibility_by_type(method, data, seed: int = 0, per_type: int = 4, show_progress: bool = True) -> dict:
+    """Per defect type: median visibility (`metrics.visibility`: defect vs surround contrast) of `per_type`
+    synthetic defects and of the type's held-out real ones, and their ratio (issue #36's goal: 0.7-1.5).
+    `method`, `data`: as in `gallery_by_type`. Returns {type: {"ratio", "synthetic", "real", "n_synthetic",
+    "n_real", "within"}} and, under "samples", the synthetic Samples by type (for pictures)."""
+    from ..metrics.visibility import compare
+    from ..progress import progress
+
+    kinds = sorted({d.meta["label"] for d in data.defects})
+    out, samples = {}, {}
+    for ki, kind in enumerate(progress(kinds, desc="visibility by type") if show_progress else kinds):
+        real = [r.load() for r in data.heldout_records if r.label == kind]
+        made = []
+        for j in range(per_type):
+            rng = np.random.default_rng([seed, ki, j, 1])
+            gi = int(rng.integers(len(data.goods)))
+            made.append(method(data.goods[gi], rng, foreground=data.foregrounds[gi], defect_type=kind))
+        c = compare([im for im, _ in real], [m for _, m in real], [m.image for m in made], [m.mask for m in made])
+        ratio = c["visibility_ratio"]
+        out[kind] = {"ratio": ratio, "synthetic": c["visibility_fake"], "real": c["visibility_real"],
+                     "n_synthetic": c["visibility_n_fake"], "n_real": c["visibility_n_real"],
+                     "within": bool(np.isfinite(ratio) and 0.7 <= ratio <= 1.5)}
+        samples[kind] = made
+    return {"types": out, "samples": samples}
+
+
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     from .train import shots_arg
 

@@ -293,9 +293,15 @@ def run(args) -> int:
     if args.crop is not None:
         params = replace(params, crop=args.crop or None)
     data = load_training_data(args.data, args.path, args.category, args.shots, args.seed)
+    prior = None
+    if not args.pretrained and args.prior != "none":
+        from ..prior import PriorParams, resolve_prior
+
+        prior = resolve_prior(args.prior, data.goods, PriorParams(size=params.size), category=data.category,
+                              who="AdaBLDM")
     t0 = time.time()
     ckpt, history = train_run(args.out, data, params, pretrained=args.pretrained, revision=args.revision,
-                              minutes=args.minutes)
+                              prior=prior, minutes=args.minutes)
     if history:
         print(f"{data.category}: {len(history)} steps in {time.time() - t0:.0f} s, loss {np.mean(history[:20]):.4f} -> "
               f"{np.mean(history[-20:]):.4f}; checkpoint in {ckpt}")
@@ -317,6 +323,9 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
                    help="window recipe: train on crop x crop pieces of each window (default 128; 0: whole windows)")
     p.add_argument("--pretrained", help="Stable Diffusion hub id or folder (UNet, CLIP, VAE); only the trimap branch trains")
     p.add_argument("--revision", help="pin the hub weights of --pretrained to this commit hash or tag")
+    p.add_argument("--prior", default="auto",
+                   help="offline ε_θ starts from a domain prior: auto (the prior of the split's good images, trained "
+                        "once and cached), a prior folder (e.g. from `defectlab prior train`), or none (from scratch)")
     p.add_argument("--steps", type=int, help="override the recipe's step count")
     p.add_argument("--minutes", type=float, help="stop (and checkpoint) after this many minutes")
     p.add_argument("--threads", type=int, help="torch CPU threads (1 is fastest on a busy shared machine)")
