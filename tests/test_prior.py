@@ -200,5 +200,21 @@ def test_each_diffusion_model_says_what_stands_in_for_its_pretrained_model(tmp_p
                                                                                     show_progress=False)
     assert "domain prior of the good images (g" in with_prior.deviations()[0]
     assert "from scratch" in scratch.deviations()[0]
-    for name in ("realnet_sdas", "defectfill"):
-        assert "latent domain prior (`defectlab.prior`) is not used" in create(name).deviations()[0]
+    assert "latent domain prior (`defectlab.prior`) is not used" in create("defectfill").deviations()[0]
+
+
+def test_realnet_sdas_samples_the_prior_with_its_noise_scaled(tmp_path):
+    from defectlab.synth.generative.realnet import RealNetSDAS
+
+    goods = [g.mean(axis=2, keepdims=True) for g in _goods(6, side=32)]
+    prior = trained_prior(goods, TINY, category="g", root=tmp_path, show_progress=False)
+    folder = str(folder_for("g", TINY, prior.record["fingerprint"], tmp_path))
+    method = RealNetSDAS(prior=folder, prior_size=32, autoencoder="tiny", inference_steps=4)
+    method.fit(goods, [], np.random.default_rng(0))
+    assert method.history == [] and "domain prior of the g good images" in method.deviations()[0]
+    x0, _ = method.sample_images(2, np.random.default_rng(4), strength=0.0)
+    x1, _ = method.sample_images(2, np.random.default_rng(4), strength=0.5)
+    assert x0.shape == (2, 1, 32, 32) and 0 <= float(x0.min()) <= float(x0.max()) <= 1
+    assert not torch.equal(x0, x1)  # same noise, larger variance: a different trajectory
+    sample = method(goods[0], np.random.default_rng(1))
+    assert sample.image.shape == goods[0].shape and sample.mask.any()

@@ -57,17 +57,17 @@ def add_noise(sched, x0, noise, t):
     return sched.add_noise(x0, noise, t)
 
 
-def reverse_step(sched, eps, t: int, t_prev: int, x_t, generator, variance_scale: float = 1.0):
+def reverse_step(sched, eps, t: int, t_prev: int, x_t, generator, variance_scale: float = 1.0, clip: float = 1.0):
     """One DDPM reverse step x_t -> x_{t_prev} (DDPM Eq. 7 posterior, respaced; fixed "small" variance).
 
-    x0 is predicted from eps and clipped to [-1, 1]; the posterior mean of q(x_prev | x_t, x0) plus
-    sqrt(variance * variance_scale) * z. RealNet's SDAS sets variance_scale = 1 + s."""
+    x0 is predicted from eps and clipped to [-clip, clip] (pixels: 1; TAEF2 latents: 3); the posterior mean of
+    q(x_prev | x_t, x0) plus sqrt(variance * variance_scale) * z. RealNet's SDAS sets variance_scale = 1 + s."""
     import torch
 
     a_t = sched.alphas_cumprod[t]
     a_prev = sched.alphas_cumprod[t_prev] if t_prev >= 0 else torch.tensor(1.0)
     beta = 1 - a_t / a_prev
-    x0 = ((x_t - (1 - a_t).sqrt() * eps) / a_t.sqrt()).clamp(-1, 1)
+    x0 = ((x_t - (1 - a_t).sqrt() * eps) / a_t.sqrt()).clamp(-clip, clip)
     mean = (a_prev.sqrt() * beta / (1 - a_t)) * x0 + ((1 - beta).sqrt() * (1 - a_prev) / (1 - a_t)) * x_t
     if t_prev < 0:
         return mean

@@ -37,6 +37,13 @@ class RealNetParams:
     quick_steps: int = 40  # ours
     batch_size: int = 16  # ours
     lr: float = 2e-4  # DDPM (Ho et al. 2020), App. B (CIFAR-10)
+    # ours (issue #36), standing in for RealNet's pretrained diffusion model fine-tuned on the good images: "auto" =
+    # SDAS samples the latents of the domain prior of the goods given to fit (`defectlab.prior`; trained once,
+    # cached, shared with AdaBLDM and DiAD) and decodes them; a prior folder = that prior; None = the tiny
+    # pixel-space UNet above, trained in fit
+    prior: str | None = "auto"
+    prior_size: int = 128  # ours: the prior's side (its latents are prior_size / 8)
+    autoencoder: str | None = None  # the prior's latent space: None = "taef2" ("tiny" in quick mode)
 
 
 @register("realnet_sdas", family="generative")
@@ -51,10 +58,14 @@ class RealNetSDAS:
 
     def deviations(self) -> list[str]:
         """What stands in for the paper's pretrained model, and other departures (issue #36)."""
-        return ["a tiny pixel-space UNet trained from scratch on the good images at "
-                f"{self.params.size} px stands in for RealNet's ImageNet-pretrained 256-px guided-diffusion model "
-                "(fine-tuned on the good images); the latent domain prior (`defectlab.prior`) is not used: SDAS scales "
-                "the noise of pixel-space DDPM steps", "no classifier guidance"]
+        prior = getattr(self, "prior_", None)
+        first = (f"SDAS samples the domain prior of the {prior.category} good images (an unconditional latent diffusion "
+                 "model trained on them, `defectlab.prior`, in TAEF2 latents) in place of RealNet's ImageNet-pretrained "
+                 "256-px guided-diffusion model fine-tuned on the good images" if prior is not None else
+                 f"a tiny pixel-space UNet trained from scratch on the good images at {self.params.size} px stands in "
+                 "for RealNet's ImageNet-pretrained 256-px guided-diffusion model (fine-tuned on the good images); "
+                 "no domain prior (`defectlab.prior`)")
+        return [first, "no classifier guidance"]
 
     def fit(self, goods, defects=None, rng: np.random.Generator | None = None, *, foregrounds=None):
         """Train the diffusion model on good images (eps-prediction MSE). `defects` are not used."""
@@ -66,6 +77,10 @@ class RealNetSDAS:
         goods = check_goods(goods)
         self.size_ = work(p.size, p.quick_size)
         self.channels_ = goods[0].shape[2]
+        self.prior_ = self._prior(goods)
+        if self.prior_ is not None:  # nothing to train: SDAS samples the prior
+            self.history, self.fitted = [], True
+            return self
         data = to_tensor(goods, self.size_) * 2 - 1
         with seeded_init(rng):
             self.unet_ = diffusion.tiny_unet(self.channels_, self.size_, p.widths)
@@ -87,6 +102,37 @@ class RealNetSDAS:
         self.fitted = True
         return self
 
+    def _prior(self, goods):
+        from ...config import quick_mode
+        from ...prior import PriorParams, resolve_prior
+
+        p = self.params
+        autoencoder = p.autoencoder or ("tiny" if quick_mode() else "taef2")
+        like = PriorParams(size=p.prior_size, autoencoder=autoencoder)
+        if autoencoder == "tiny":
+            from ...prior import tiny_params
+
+            like = tiny_params(size=p.prior_size)
+        return resolve_prior(p.prior, goods, like, category="goods", who="RealNet SDAS", show_progress=False)
+
+    def _sample_prior(self, n: int, s: float, gen):
+        """SDAS on the prior: respaced DDPM steps on its latents, variance scaled by (1 + s), then decoded."""
+        import torch
+
+        from ...prior.model import ddpm_scheduler
+
+        prior = self.prior_
+        side = prior.params.size // prior.autoencoder.factor
+        z = torch.randn((n, prior.autoencoder.channels, side, side), generator=gen)
+        sched = ddpm_scheduler()
+        ts = diffusion.timesteps(self.params.inference_steps)
+        with torch.no_grad():
+            for t, t_prev in zip(ts, ts[1:] + [-1]):
+                eps = prior.unet(z, torch.full((n,), t)).sample
+                z = diffusion.reverse_step(sched, eps, t, t_prev, z, gen, variance_scale=1 + s, clip=3.0)
+            images = prior.autoencoder.decode(z).clamp(0, 1)
+        return images.mean(dim=1, keepdim=True) if self.channels_ == 1 else images
+
     def sample_images(self, n: int, rng: np.random.Generator, strength: float | None = None):
         """`n` SDAS images (n, C, size, size) in [0, 1]; strength s (default: drawn from `params.strength`).
         s = 0 is plain DDPM sampling: the model's idea of a normal image."""
@@ -95,6 +141,8 @@ class RealNetSDAS:
         require_fitted(self, "sample_images")
         gen = torch.Generator().manual_seed(int(rng.integers(0, 2**63 - 1)))
         s = float(rng.uniform(*self.params.strength)) if strength is None else float(strength)
+        if self.prior_ is not None:
+            return self._sample_prior(n, s, gen), s
         x = torch.randn((n, self.channels_, self.size_, self.size_), generator=gen)
         ts = diffusion.timesteps(self.params.inference_steps)
         with torch.no_grad():
