@@ -163,3 +163,29 @@ def staged_folder(out_dir: str | os.PathLike, overwrite: bool = False, *, owner:
         finally:
             if stage.exists():
                 shutil.rmtree(stage, ignore_errors=True)
+
+
+def write_step_folder(run: str | os.PathLike, step: int, blobs: dict[str, bytes], state: dict, *,
+                      state_name: str = "state.json", latest: str = "latest", keep: int = 2) -> Path:
+    """A training checkpoint `run/step-NNNNNNN/`: the files `blobs` plus `state_name` (`state` with the SHA-256 of
+    each file under "sha256" and the step), built beside its final name (per process: two writers of the same bytes
+    do not collide) and renamed into place, then `run/<latest>` naming it; the newest `keep` are kept. A crash
+    mid-write leaves the previous checkpoint and pointer untouched."""
+    import hashlib
+
+    run = Path(run)
+    run.mkdir(parents=True, exist_ok=True)
+    final, tmp = run / f"step-{step:07d}", run / f".step-{step:07d}.{os.getpid()}.part"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    for name, data in blobs.items():
+        (tmp / name).write_bytes(data)
+    sha = {name: hashlib.sha256(data).hexdigest() for name, data in blobs.items()}
+    (tmp / state_name).write_text(json.dumps(dict(state, step=step, sha256=sha), indent=1))
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    atomic_write_bytes(run / latest, final.name.encode())
+    for old in sorted(run.glob("step-*"))[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+

@@ -57,6 +57,16 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def check_recorded(path: Path, want: str, remedy: str) -> None:
+    """A file whose SHA-256 `want` was recorded when it was written: missing or changed -> one `DefectlabError`
+    naming it, ending with `remedy` (what to do)."""
+    if not Path(path).is_file():
+        raise DefectlabError(f"{path}: missing (recorded SHA-256 {want}); {remedy}")
+    got = sha256_of(Path(path))
+    if got != want:
+        raise DefectlabError(f"{path}: SHA-256 {got} differs from the recorded {want} (changed or corrupt); {remedy}")
+
+
 def cached_sha256(path: Path) -> str:
     """`sha256_of(path)`, computed once per process for a given (path, size, modification time)."""
     st = path.stat()

@@ -218,3 +218,20 @@ def test_realnet_sdas_samples_the_prior_with_its_noise_scaled(tmp_path):
     assert not torch.equal(x0, x1)  # same noise, larger variance: a different trajectory
     sample = method(goods[0], np.random.default_rng(1))
     assert sample.image.shape == goods[0].shape and sample.mask.any()
+
+
+def test_sample_kid_puts_an_untrained_prior_far_above_the_floor(tmp_path):
+    """Real good images against real good images (the floor) are close; a prior trained for three steps draws
+    noise, far from them. The goal is max(2 x floor, 0.01)."""
+    from defectlab.data import build_embedded
+    from defectlab.prior.quality import sample_kid, samples_beside_real
+
+    ds = build_embedded(size=64, categories="washer")
+    goods = [r.image() for r in ds.filter(split="train", label="good")]
+    heldout = [r.image() for r in ds.filter(split="test", label="good")]
+    prior = trained_prior(goods, tiny_params(size=32, steps=3), category="washer", root=tmp_path, show_progress=False)
+    out = sample_kid(prior, goods, heldout, n_samples=6, rng=np.random.default_rng(0), steps=3)
+    assert out["kid"] > out["floor"] + 0.05 and out["goal"] == max(2 * out["floor"], 0.01) and out["met"] is False
+    fig = samples_beside_real(out["_samples"], out["_heldout"], n=6, columns=3)
+    rows = 2 + -(-min(6, len(heldout)) // 3)  # two rows of samples over the held-out rows
+    assert len(fig.axes) == 3 * rows

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..errors import DefectlabError
 from ..imageio import atomic_write_bytes
-from ..weights import sha256_of
+from ..weights import check_recorded, sha256_of
 from .params import OFFLINE_TRAIN
 
 ENV = "DEFECTLAB_ADABLDM_CACHE"
@@ -75,13 +75,7 @@ def cached_checkpoint(recipe: Recipe | None = None) -> Path | None:
         want = info["sha256"]
     except (ValueError, KeyError, TypeError) as exc:
         raise DefectlabError(f"{record}: unreadable checkpoint record ({exc}); delete {run} to retrain") from exc
-    weights = folder / MODEL_FILE
-    if not weights.is_file():
-        raise DefectlabError(f"{record}: names {weights}, which is missing; delete {run} to retrain")
-    got = sha256_of(weights)
-    if got != want:
-        raise DefectlabError(f"{weights}: SHA-256 {got} differs from the recorded {want} (changed or corrupt); "
-                             f"delete {run} to retrain")
+    check_recorded(folder / MODEL_FILE, want, f"delete {run} to retrain")
     return folder
 
 

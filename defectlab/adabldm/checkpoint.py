@@ -9,18 +9,14 @@ never weights silently loaded. (Checkpoints written before checksums were record
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import json
-import os
-import shutil
 import warnings
 from pathlib import Path
 
 import torch
 
 from ..errors import DefectlabError
-from ..imageio import atomic_write_bytes
 from .params import ModelConfig
 
 MODEL_FILE, CONFIG_FILE, STATE_FILE, OPTIM_FILE, LATEST = "model.safetensors", "config.json", "state.json", "optimizer.pt", "latest"
@@ -36,28 +32,16 @@ def save_checkpoint(run: str | Path, model, step: int, optimizer=None, state: di
     """Write checkpoint `step` of `model` under `run`; keep the newest `keep` checkpoints."""
     from safetensors.torch import save
 
-    run = Path(run)
-    run.mkdir(parents=True, exist_ok=True)
-    final = run / f"step-{step:07d}"
-    tmp = run / f".step-{step:07d}.part"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    from ..staging import write_step_folder
+
     files = {MODEL_FILE: save(_state_dict(model.trainable(unet_too))),
              CONFIG_FILE: json.dumps(model.cfg.to_dict(), indent=1).encode()}
     if optimizer is not None:
         buf = io.BytesIO()
         torch.save(optimizer.state_dict(), buf)
         files[OPTIM_FILE] = buf.getvalue()
-    for name, data in files.items():
-        (tmp / name).write_bytes(data)
-    sha = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
-    (tmp / STATE_FILE).write_text(json.dumps(dict(state or {}, step=step, unet_trained=unet_too, sha256=sha), indent=1))
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    atomic_write_bytes(run / LATEST, final.name.encode())
-    for old in sorted(run.glob("step-*"))[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
-    return final
+    return write_step_folder(run, step, files, dict(state or {}, unet_trained=unet_too), state_name=STATE_FILE,
+                             latest=LATEST, keep=keep)
 
 
 def resolve(folder: str | Path) -> Path | None:

@@ -21,7 +21,7 @@ def sample_kid(prior, goods, heldout, n_samples: int = 100, rng: np.random.Gener
     train = views(goods, size)
     train = train[np.sort(rng.permutation(len(train))[:n_samples])]
     samples = prior.sample(n_samples, rng, steps=steps)
-    ours, floor = kid(held, samples), kid(held, train)
+    ours, floor = kid(list(held), list(samples)), kid(list(held), list(train))
     goal = max(2 * floor.mean, 0.01)
     return {"kid": ours.mean, "kid_std": ours.std, "floor": floor.mean, "floor_std": floor.std, "goal": goal,
             "met": bool(ours.mean <= goal), "samples": n_samples, "heldout": len(held), "train_images": len(train),

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import DefectlabError
 from ..imageio import atomic_write_bytes
-from ..weights import sha256_of
+from ..weights import check_recorded
 from .params import PriorParams
 
 ENV = "DEFECTLAB_PRIOR_CACHE"
@@ -72,7 +72,6 @@ def load_prior(folder: str | Path, *, category: str | None = None, size: int | N
                fingerprint: str | None = None):
     """A finished prior folder as a `DomainPrior`; its weights' SHA-256 checked against `prior.json`, and the
     category / size / fingerprint it was trained for checked against those given."""
-    import torch
     from safetensors.torch import load_file
 
     from .autoencoders import build
@@ -97,12 +96,7 @@ def load_prior(folder: str | Path, *, category: str | None = None, size: int | N
         raise DefectlabError(f"{folder}: a prior trained on other good images or parameters (fingerprint "
                              f"{str(record.get('fingerprint'))[:16]}, expected {fingerprint[:16]})")
     weights = folder / WEIGHTS
-    if not weights.is_file():
-        raise DefectlabError(f"{weights}: missing (recorded SHA-256 {want}); delete {folder} to train again")
-    got = sha256_of(weights)
-    if got != want:
-        raise DefectlabError(f"{weights}: SHA-256 {got} differs from the recorded {want} (changed or corrupt); "
-                             f"delete {folder} to train again")
+    check_recorded(weights, want, f"delete {folder} to train again")
     autoencoder = build(params.autoencoder)
     unet = build_unet(params, autoencoder.channels)
     unet.load_state_dict(load_file(weights))

@@ -10,8 +10,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import shutil
 import time
 from pathlib import Path
 
@@ -20,7 +18,6 @@ import torch
 from torch import nn
 
 from ..errors import DefectlabError
-from ..imageio import atomic_write_bytes
 from ..progress import progress
 from .model import NUM_TRAIN_TIMESTEPS, build_unet, ddpm_scheduler
 from .params import PriorParams
@@ -50,29 +47,18 @@ def _optimizers(unet, params: PriorParams):
     return optimizer, schedule, ema
 
 
-def _save(run: Path, step: int, unet, optimizer, schedule, ema, state: dict, keep: int = 2) -> Path:
+def _save(run: Path, step: int, unet, optimizer, schedule, ema, state: dict) -> Path:
     from safetensors.torch import save
 
-    # a per-process temporary name: two processes training the same prior write the same bytes, the last rename wins
-    final, tmp = run / f"step-{step:07d}", run / f".step-{step:07d}.{os.getpid()}.part"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    from ..staging import write_step_folder
+
     blobs = {"unet.safetensors": save({k: v.contiguous() for k, v in unet.state_dict().items()})}
     for name, obj in (("ema.pt", ema.state_dict()), ("optimizer.pt", optimizer.state_dict()),
                       ("lr.pt", schedule.state_dict())):
         buf = io.BytesIO()
         torch.save(obj, buf)
         blobs[name] = buf.getvalue()
-    for name, data in blobs.items():
-        (tmp / name).write_bytes(data)
-    sha = {name: hashlib.sha256(data).hexdigest() for name, data in blobs.items()}
-    (tmp / STATE).write_text(json.dumps(dict(state, step=step, sha256=sha), indent=1))
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    atomic_write_bytes(run / LATEST, final.name.encode())
-    for old in sorted(run.glob("step-*"))[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
-    return final
+    return write_step_folder(run, step, blobs, state, state_name=STATE, latest=LATEST)
 
 
 def _read(folder: Path, name: str, state: dict) -> bytes:
