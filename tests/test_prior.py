@@ -178,7 +178,7 @@ def test_prior_train_command_trains_one_prior_for_seeds_that_share_their_goods(t
     assert done.returncode == 0, done.stderr
     lines = [line for line in done.stdout.splitlines() if line.startswith("seed ")]
     assert len(lines) == 2 and lines[0].split(";")[-1] == lines[1].split(";")[-1]  # the same folder for both seeds
-    assert len(list(tmp_path.glob(f"*/{RECORD}"))) == 1
+    assert len(list(tmp_path.rglob(RECORD))) == 1
     for extra, message in ((["--minutes", "0"], "--minutes must be > 0, got 0.0"),
                            ([], "good training images, fewer than the prior's batch of 32")):
         bad = subprocess.run(cmd + extra, capture_output=True, text=True, timeout=300, env=env)

@@ -34,11 +34,14 @@ EXPECTED_MINUTES = 30
 
 
 def cache_root() -> Path:
+    """`$DEFECTLAB_PRIOR_CACHE`, else `~/.cache/defectlab/prior`; quick mode's seconds-long priors in `quick/` under it
+    (their fingerprints differ anyway: this keeps them out of sight)."""
+    from ..config import quick_mode
+
     env = os.environ.get(ENV)
-    if env:
-        return Path(env)
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "defectlab" / "prior"
+    root = Path(env) if env else Path(base) / "defectlab" / "prior"
+    return root / "quick" if quick_mode() else root
 
 
 def views(images: Sequence[np.ndarray], size: int) -> np.ndarray:
