@@ -256,7 +256,47 @@ def goals() -> list[dict]:
          ">= 0.85", f"{diad['diad']['image_auroc']['mean']:.3f} ± {diad['diad']['image_auroc']['std']:.3f} (3 seeds; "
          f"PatchCore {diad['patchcore']['image_auroc']['mean']:.3f})", _status(diad["diad"]["image_auroc"]["mean"] >= 0.85),
          "diad_magnetic_tile_3seeds.json", "defectlab benchmark ... --diad")
+
+    # issue 36: the domain prior
+    for cat, data, where in (("magnetic_tile", "../shared/datasets/magnetic_tile --format magnetic_tile", "MT, seed 0"),
+                             ("washer", "embedded", "embedded washer")):
+        q = maybe_load(f"prior_quality_{cat}.json")
+        command = f"python benchmarks/prior_quality.py --data {data} --category {cat}"
+        if q is None:
+            goal(f"prior_kid_{cat}", 36, f"domain prior free samples vs held-out good ({where})",
+                 "KID <= max(2 x floor, 0.01)", "no prior trained yet", "not measured", None, command)
+            continue
+        goal(f"prior_kid_{cat}", 36, f"domain prior free samples vs held-out good ({where})",
+             "KID <= max(2 x floor, 0.01)", f"KID {q['kid']:.4f} ± {q['kid_std']:.4f}, floor {q['floor']:.4f} "
+             f"(goal {q['goal']:.4f}; {q['samples']} samples, {q['heldout']} held-out)", _status(q["kid"] <= q["goal"]),
+             f"prior_quality_{cat}.json", command)
+        minutes = q["prior"]["train_seconds"] / 60
+        goal(f"prior_train_{cat}", 36, f"domain prior training time ({where}, {q['prior']['goods']} good images, "
+             f"{q['prior']['params']['steps']} steps)", "<= 30 min on 2 cores",
+             f"{minutes:.0f} min wall (record's train_seconds; see the section for the load beside it)",
+             _status(minutes <= 30), f"prior_quality_{cat}.json", "defectlab prior train ... / make prior-weights")
+    vis = maybe_load("adabldm_visibility_washer.json")
+    if vis is None:
+        goal("visibility_washer", 36, "AdaBLDM visibility ratio per type, washer", "0.7-1.5 each", "not run yet",
+             "not measured", None, "python benchmarks/adabldm_visibility.py")
+    else:
+        types = vis["types"]
+        goal("visibility_washer", 36, "AdaBLDM visibility ratio per type, washer (prior-started checkpoint)",
+             "0.7-1.5 each", ", ".join(f"{k} {v['ratio']:.2f}" for k, v in types.items()),
+             _status(all(v["within"] for v in types.values())), "adabldm_visibility_washer.json",
+             "python benchmarks/adabldm_visibility.py")
+    goal("visibility_mt", 36, "AdaBLDM visibility ratio per type, Magnetic Tile", "0.7-1.5 each",
+         "no prior-started MT checkpoint trained yet", "not measured", None,
+         "python benchmarks/adabldm_visibility.py --checkpoint RUN --data magnetic_tile ...")
+    goal("adabldm_verdicts", "34, 36", "`adabldm+fewshot` vs `copypaste+fewshot` vs `fewshot`, MT, 5 seeds, both "
+         "detectors, paired statistics", "a verdict table", "not run (about 20 h of 2-core compute)", "not measured",
+         None, "defectlab benchmark ... --methods copypaste,adabldm --detector destseg,supersimplenet --seeds 0-4")
     return out
+
+
+def maybe_load(name: str) -> dict | None:
+    """`load(name)`, or None when that result has not been produced yet."""
+    return load(name) if (RESULTS / name).is_file() else None
 
 
 # ---------------------------------------------------------------- correlations
