@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import replace
-from pathlib import Path
 
 from .config import BenchmarkConfig
 
@@ -47,6 +46,7 @@ def train_priors(cfg: BenchmarkConfig, params=None, minutes: float | None = None
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from ..config import shown_path
     from ..limits import check_int
     from ..prior import PriorParams
     from .cli import _embedded_counts
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         if prior is None:
             print(f"seed {seed}: stopped by --minutes before step {params.steps}; run the same command again to resume")
             return 0
-        where = str(prior_folder(prior)).replace(str(Path.home()), "~", 1)  # no home folder in logs
+        where = shown_path(prior_folder(prior))  # no folder of this machine in logs
         print(f"seed {seed}: prior of {prior.record['goods']} good images, {prior.record['train_seconds']:.0f} s of "
               f"training; {where}")
     return 0
