@@ -235,3 +235,23 @@ def test_sample_kid_puts_an_untrained_prior_far_above_the_floor(tmp_path):
     fig = samples_beside_real(out["_samples"], out["_heldout"], n=6, columns=3)
     rows = 2 + -(-min(6, len(heldout)) // 3)  # two rows of samples over the held-out rows
     assert len(fig.axes) == 3 * rows
+
+
+def test_adabldm_method_fits_from_a_prior_folder_and_says_so(tmp_path):
+    from defectlab import create
+    from defectlab.sample import Sample
+
+    goods = _goods(6, side=32)
+    mask = np.zeros((32, 40), bool)
+    mask[8:20, 10:24] = True
+    defects = [Sample(goods[0], mask, {"category": "tile", "label": "crack"})]
+    prior = trained_prior(goods, tiny_params(size=32, steps=3), category="tile", root=tmp_path, show_progress=False)
+    folder = str(folder_for("tile", prior.params, prior.record["fingerprint"], tmp_path))
+    method = create("adabldm", size=32, autoencoder="tiny", prior=folder,
+                    train={"steps": 2, "pairs": 4, "batch_size": 2})
+    method.fit(goods, defects, np.random.default_rng(0))
+    assert method.pipeline.model.cfg.prior["fingerprint"] == prior.record["fingerprint"]
+    assert "domain prior of the tile good images" in method.deviations()[0]
+    assert "a tile with a {defect}" in method.deviations()[1]
+    with pytest.raises(DefectlabError, match="trained at 32 px, not 64 px"):
+        create("adabldm", size=64, autoencoder="tiny", prior=folder).fit(goods, defects, np.random.default_rng(0))
