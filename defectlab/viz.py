@@ -27,6 +27,17 @@ def overlay(image: np.ndarray, mask: np.ndarray, color=(1.0, 0.1, 0.1), alpha: f
     return rgb
 
 
+def outline(image: np.ndarray, mask: np.ndarray, color=(1.0, 0.1, 0.1)) -> np.ndarray:
+    """The image in RGB with a one-pixel line just *outside* the mask: the defect's own pixels stay as drawn
+    (`overlay` tints and edges the mask itself, which hides a thin defect)."""
+    from scipy.ndimage import binary_dilation
+
+    rgb = to_rgb(image).copy()
+    m = np.asarray(mask, bool)
+    rgb[binary_dilation(m) & ~m] = color
+    return rgb
+
+
 def sample_row(good: np.ndarray, sample: Sample) -> list[np.ndarray]:
     """good image, synthetic defect, mask, overlay: the four panels of one method."""
     return [to_rgb(good), to_rgb(sample.image), to_rgb(sample.mask.astype(np.float32)), overlay(sample.image, sample.mask)]
@@ -83,14 +94,14 @@ def sweep_figure(make: Callable[[Any], Any], values: Sequence, images: Sequence[
                  row_labels: Sequence[str] | None = None, cell: float = 1.8, zoomed: bool = False):
     """The static stand-in of an interactive cell: one column per value of the parameter a slider moves
     (`make(value)` builds the method), one row per image. Every picture of a row is drawn with the same generator,
-    `default_rng([seed, row])`, so along a row only the parameter changes; the mask is outlined in red
+    `default_rng([seed, row])`, so along a row only the parameter changes; a red line runs just outside the mask
     (`zoomed`: each picture cropped around its defect, `zoom`)."""
     methods = [make(v) for v in values]
     rows = []
     for i, image in enumerate(images):
         fg = foregrounds[i] if foregrounds is not None else None
         samples = [m(image, np.random.default_rng([seed, i]), foreground=fg) for m in methods]
-        pictures = [overlay(s.image, s.mask, alpha=0.0) for s in samples]
+        pictures = [outline(s.image, s.mask) for s in samples]
         rows.append([zoom(p, s.mask) for p, s in zip(pictures, samples)] if zoomed else pictures)
     return grid_figure(rows, row_labels, col_labels=[f"{name} = {v}" if name else str(v) for v in values], cell=cell)
 

@@ -22,7 +22,7 @@ def test_sweep_figure_one_column_per_value_the_same_draw_along_a_row():
     shown = axes[1][1].get_images()[0].get_array()
     expected = defectlab.create("cutpaste", area_ratio=(0.02, 0.3))(goods[1], np.random.default_rng([0, 1]),
                                                                     foreground=np.ones((48, 40), bool))
-    assert np.allclose(shown, np.clip(viz.overlay(expected.image, expected.mask, alpha=0.0), 0, 1))
+    assert np.allclose(shown, np.clip(viz.outline(expected.image, expected.mask), 0, 1))
     import matplotlib.pyplot as plt
 
     plt.close(fig)
@@ -30,5 +30,13 @@ def test_sweep_figure_one_column_per_value_the_same_draw_along_a_row():
     first = defectlab.create("cutpaste", area_ratio=(0.02, 0.3))(goods[1], np.random.default_rng([1, 0]),
                                                                  foreground=np.ones((48, 40), bool))
     assert np.allclose(fig.axes[0].get_images()[0].get_array(),
-                       np.clip(viz.zoom(viz.overlay(first.image, first.mask, alpha=0.0), first.mask), 0, 1))
+                       np.clip(viz.zoom(viz.outline(first.image, first.mask), first.mask), 0, 1))
     plt.close(fig)
+
+
+def test_outline_leaves_the_defect_as_drawn():
+    image = np.full((9, 9, 1), 0.5, np.float32)
+    mask = np.zeros((9, 9), bool)
+    mask[4, 2:7] = True  # a one-pixel-thin scratch: `overlay` would paint all of it
+    out = viz.outline(image, mask)
+    assert np.allclose(out[mask], 0.5) and np.allclose(out[3, 2:7], (1.0, 0.1, 0.1)) and np.allclose(out[0, 0], 0.5)

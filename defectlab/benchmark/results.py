@@ -208,7 +208,8 @@ def results_markdown(cfg: BenchmarkConfig, results: dict) -> str:
         lines += [transfer_note(cfg, results), ""]
         table = by_type_table(cfg, results["runs"])
         if table:
-            lines += ["Pixel AP by held-out defect type (good test images + that type's defects; mean over seeds):",
+            over = "mean over seeds" if len(cfg.seeds) > 1 else "one seed"
+            lines += [f"Pixel AP by held-out defect type (good test images + that type's defects; {over}):",
                       "", table, ""]
     if cfg.method_params:
         lines += ["Method parameters over the published defaults: " + "; ".join(
