@@ -239,8 +239,10 @@ def panel_model(data: FewShot, rng, quick: bool, checkpoint=None, size: int = 64
 
     if quick and checkpoint is None:
         return quick_model(data, rng, size=size)[0], "a tiny model trained for seconds (quick mode)"
+    from ..config import shown_path
+
     folder = checkpoint or trained_checkpoint()
-    return AdaBLDM.from_checkpoint(folder), f"the trained checkpoint {folder}"
+    return AdaBLDM.from_checkpoint(folder), f"the trained checkpoint {shown_path(folder)}"
 
 
 def guidance_figure(model, good, mask, foreground, object_name: str, defect_name: str,
