@@ -195,7 +195,7 @@ def test_training_reduces_the_noise_prediction_loss(rng):
 def test_registered_method_fits_and_generates(monkeypatch, rng):
     monkeypatch.setenv("DEFECTLAB_QUICK", "1")
     assert "adabldm" in defectlab.available("adabldm")
-    method = defectlab.create("adabldm", size=32)
+    method = defectlab.create("adabldm", size=32, prior=None)  # the two-image support: no prior
     good = rng.random((40, 48, 3), dtype=np.float32)
     with pytest.raises(DefectlabError, match="fit"):
         method(good, rng)
@@ -458,7 +458,7 @@ def test_window_pairs_are_fresh_native_pixels():
 
 def test_windowed_method_pastes_native_pixels_back(monkeypatch, rng):
     monkeypatch.setenv("DEFECTLAB_QUICK", "1")
-    method = defectlab.create("adabldm", size=32, train=replace(TrainParams(), window=True, batch_size=2))
+    method = defectlab.create("adabldm", size=32, prior=None, train=replace(TrainParams(), window=True, batch_size=2))
     goods = [rng.random((80, 96, 3), dtype=np.float32) for _ in range(2)]
     dmask = np.zeros((80, 96), bool)
     dmask[30:40, 20:45] = True

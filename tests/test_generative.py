@@ -15,7 +15,8 @@ from defectlab.synth.learned import first_last_means
 
 TINY = {
     TextureDefectGAN: dict(encoder="random", size=16, quick_size=16, width=16, batch_size=4, steps=8, quick_steps=8),
-    RealNetSDAS: dict(size=16, quick_size=16, widths=(16, 32), batch_size=4, steps=8, quick_steps=8, inference_steps=4),
+    RealNetSDAS: dict(size=16, quick_size=16, widths=(16, 32), batch_size=4, steps=8, quick_steps=8, inference_steps=4,
+                      prior=None),
     DefectFill: dict(size=16, quick_size=16, widths=(16, 32), token_dim=16, batch_size=4, steps=6, quick_steps=6,
                      inference_steps=4),
 }

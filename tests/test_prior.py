@@ -255,3 +255,10 @@ def test_adabldm_method_fits_from_a_prior_folder_and_says_so(tmp_path):
     assert "a tile with a {defect}" in method.deviations()[1]
     with pytest.raises(DefectlabError, match="trained at 32 px, not 64 px"):
         create("adabldm", size=64, autoencoder="tiny", prior=folder).fit(goods, defects, np.random.default_rng(0))
+
+
+def test_a_prior_is_found_by_its_images_whatever_category_label_the_caller_gives(tmp_path):
+    goods = _goods()
+    first = trained_prior(goods, TINY, category="magnetic_tile", root=tmp_path, show_progress=False)
+    again = trained_prior(goods, TINY, category="goods", root=tmp_path, train=False)  # DiAD does not know the name
+    assert again.record["sha256"] == first.record["sha256"] and len(list(tmp_path.iterdir())) == 1

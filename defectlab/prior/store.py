@@ -124,8 +124,9 @@ def trained_prior(goods: Sequence[np.ndarray], params: PriorParams | None = None
     stack = views(goods, params.size)
     fp = fingerprint(stack, params)
     folder = folder_for(category, params, fp, Path(root) if root else None)
-    if (folder / RECORD).is_file():
-        return load_prior(folder, category=category, size=params.size, fingerprint=fp)
+    found = [f for f in sorted(folder.parent.glob(f"*-{params.size}px-{fp[:16]}")) if (f / RECORD).is_file()]
+    if found:  # the images and parameters decide; the category is a label (a consumer may not know it)
+        return load_prior(found[0], size=params.size, fingerprint=fp)
     if not train:
         raise DefectlabError(f"{folder}: no trained prior for these {len(goods)} good images yet; train it with "
                              f"`defectlab prior train` (about {EXPECTED_MINUTES} min on 2 CPU cores)")
