@@ -275,6 +275,12 @@ def goals() -> list[dict]:
              f"{q['prior']['params']['steps']} steps)", "<= 30 min on 2 cores",
              f"{minutes:.0f} min wall (record's train_seconds; see the section for the load beside it)",
              _status(minutes <= 30), f"prior_quality_{cat}.json", "defectlab prior train ... / make prior-weights")
+    dp = maybe_load("diad_prior_magnetic_tile_seed0.json")
+    if dp is not None:
+        d0 = dp["summary"]["diad"]["image_auroc"]
+        goal("diad_prior", 36, "DiAD started from the domain prior, Magnetic Tile image AUROC (issue 36: >= 0.85, 5 "
+             "seeds)", ">= 0.85", f"{d0['mean']:.3f} ({d0['n']} seed)", _status(d0["mean"] >= 0.85),
+             "diad_prior_magnetic_tile_seed0.json", "defectlab benchmark ... --seeds 0 --diad")
     vis = maybe_load("adabldm_visibility_washer.json")
     if vis is None:
         goal("visibility_washer", 36, "AdaBLDM visibility ratio per type, washer", "0.7-1.5 each", "not run yet",
