@@ -97,8 +97,10 @@ def trained_checkpoint(recipe: Recipe | None = None, *, train: bool = True, thre
         import torch
 
         torch.set_num_threads(threads)
+    from ..config import shown_path
+
     print(f"Training the offline AdaBLDM checkpoint once ({recipe.category}, {recipe.steps} steps at {recipe.size} px): "
-          f"about {EXPECTED_MINUTES} minutes on one free CPU core; cached in {run} (resumes if interrupted).",
+          f"about {EXPECTED_MINUTES} minutes on one free CPU core; cached in {shown_path(run)} (resumes if interrupted).",
           flush=True)
     data = load_training_data(recipe.data, recipe.path, recipe.category, recipe.shots, recipe.seed)
     params = replace(OFFLINE_TRAIN, size=recipe.size, steps=recipe.steps, seed=recipe.seed)
