@@ -262,3 +262,4 @@ def test_a_prior_is_found_by_its_images_whatever_category_label_the_caller_gives
     first = trained_prior(goods, TINY, category="magnetic_tile", root=tmp_path, show_progress=False)
     again = trained_prior(goods, TINY, category="goods", root=tmp_path, train=False)  # DiAD does not know the name
     assert again.record["sha256"] == first.record["sha256"] and len(list(tmp_path.iterdir())) == 1
+    assert again.folder == first.folder == next(tmp_path.iterdir())  # the folder it was found in, not its label's

@@ -66,16 +66,10 @@ def run(args: argparse.Namespace) -> int:
         if prior is None:
             print(f"seed {seed}: stopped by --minutes before step {params.steps}; run the same command again to resume")
             return 0
-        where = shown_path(prior_folder(prior))  # no folder of this machine in logs
+        where = shown_path(prior.folder)  # no folder of this machine in logs
         print(f"seed {seed}: prior of {prior.record['goods']} good images, {prior.record['train_seconds']:.0f} s of "
               f"training; {where}")
     return 0
-
-
-def prior_folder(prior):
-    from ..prior.store import folder_for
-
-    return folder_for(prior.category, prior.params, prior.record["fingerprint"])
 
 
 def add_prior_parser(subparsers) -> argparse.ArgumentParser:

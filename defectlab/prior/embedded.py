@@ -43,10 +43,7 @@ def embedded_prior(category: str = "washer", params: PriorParams | None = None, 
 
 def embedded_prior_folder(category: str = "washer", params: PriorParams | None = None, **kw) -> str:
     """The folder of `embedded_prior(category)` (trained first when missing): what a `prior=` parameter takes."""
-    from .store import folder_for
-
-    prior = embedded_prior(category, params, **kw)
-    return str(folder_for(category, prior.params, prior.record["fingerprint"]))
+    return str(embedded_prior(category, params, **kw).folder)
 
 
 def main(argv=None) -> int:

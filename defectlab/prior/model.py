@@ -8,6 +8,7 @@ AdaBLDM and DiAD use, so a timestep means the same noise level to all three.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -56,6 +57,7 @@ class DomainPrior:
     autoencoder: object  # defectlab.prior.autoencoders.Autoencoder
     params: PriorParams
     record: dict  # prior.json: category, size, fingerprint, sha256, number of good images, ...
+    folder: Path | None = None  # where it was loaded from (what a `prior=` parameter takes)
 
     @property
     def category(self) -> str:

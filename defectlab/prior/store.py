@@ -103,7 +103,7 @@ def load_prior(folder: str | Path, *, category: str | None = None, size: int | N
     autoencoder = build(params.autoencoder)
     unet = build_unet(params, autoencoder.channels)
     unet.load_state_dict(load_file(weights))
-    return DomainPrior(unet.eval().requires_grad_(False), autoencoder, params, record)
+    return DomainPrior(unet.eval().requires_grad_(False), autoencoder, params, record, folder)
 
 
 def trained_prior(goods: Sequence[np.ndarray], params: PriorParams | None = None, *, category: str = "goods",
