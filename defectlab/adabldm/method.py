@@ -104,11 +104,7 @@ class AdaBLDMMethod:
             kind = p.autoencoder or "taef2"
             cfg = tiny_config() if kind == "tiny" else ModelConfig(autoencoder=kind)
             cfg.vocabulary = vocabulary_for(pairs.prompts)
-            prior = self._domain_prior(goods, cfg, kind)
-            if prior is not None:  # the UNet takes the prior's shape
-                cfg.unet_channels, cfg.layers_per_block = tuple(prior.params.unet_channels), prior.params.layers_per_block
-                cfg.norm_groups = prior.params.norm_groups
-            model = AdaBLDMModel(cfg, seed=int(rng.integers(2**31)), prior=prior)
+            model = AdaBLDMModel(cfg, seed=int(rng.integers(2**31)), prior=self._domain_prior(goods, cfg, kind))
             train(model, pairs, p.train, out=p.work_dir, show_progress=False, provenance={"sources": self.sources})
         self.pipeline = AdaBLDM(model, p.sampler, p.adapt)
         self.fitted = True

@@ -38,8 +38,8 @@ def _offline_unet(cfg: ModelConfig):
 
 
 class AdaBLDMModel(nn.Module):
-    """`prior`: a `defectlab.prior.DomainPrior` the offline UNet starts from (its ResNet blocks copied, its prompt
-    attention starting at zero, so before training ε_θ is the prior); `cfg.prior` records which."""
+    """`prior`: a `defectlab.prior.DomainPrior` the offline UNet starts from (its shape, its ResNet blocks copied, its
+    prompt attention starting at zero, so before training ε_θ is the prior); `cfg` records its shape and which."""
 
     def __init__(self, cfg: ModelConfig, seed: int = 0, prior=None):
         super().__init__()
@@ -58,6 +58,9 @@ class AdaBLDMModel(nn.Module):
                 self.unet = UNet2DConditionModel.from_pretrained(cfg.pretrained, subfolder="unet", revision=cfg.revision)
                 self.prompt_encoder = CLIPPromptEncoder(cfg.pretrained, revision=cfg.revision)
             else:
+                if prior is not None:  # the UNet takes the prior's shape (recorded in cfg, so a checkpoint rebuilds it)
+                    cfg.unet_channels = tuple(prior.params.unet_channels)
+                    cfg.layers_per_block, cfg.norm_groups = prior.params.layers_per_block, prior.params.norm_groups
                 self.unet = _offline_unet(cfg)
                 self.prompt_encoder = WordPromptEncoder(cfg.vocabulary, cfg.attention_dim, cfg.max_words)
                 if prior is not None:

@@ -270,11 +270,7 @@ def train_run(out: str | Path, data: TrainingData, params: TrainParams = OFFLINE
         model = AdaBLDMModel(ModelConfig(autoencoder="sd", pretrained=pretrained, latent_channels=4, revision=revision),
                              seed=params.seed)
     else:
-        cfg = ModelConfig(vocabulary=vocabulary_for(pairs.prompts + [""]))
-        if prior is not None:  # the UNet takes the prior's shape
-            cfg.unet_channels, cfg.layers_per_block = tuple(prior.params.unet_channels), prior.params.layers_per_block
-            cfg.norm_groups = prior.params.norm_groups
-        model = AdaBLDMModel(cfg, seed=params.seed, prior=prior)
+        model = AdaBLDMModel(ModelConfig(vocabulary=vocabulary_for(pairs.prompts + [""])), seed=params.seed, prior=prior)
     provenance = {"data": data.root, "category": data.category, "sources": data.sources, "heldout": data.heldout}
     history = train(model, pairs, params, out, show_progress=show_progress, provenance=provenance,
                     time_limit=minutes * 60 if minutes else None)
