@@ -365,6 +365,17 @@ def summary_rows(summary: dict, runs, label=lambda r: f"`{r}`", metrics=METRICS6
     return [" | ".join([label(r), *(pm(summary[r].get(m)) for m in metrics)]) for r in runs if r in summary]
 
 
+def grid_table(summary: dict) -> str:
+    """The hand-crafted grid's detection table: PatchCore, `fewshot`, each method and its `+fewshot` row, then the
+    feature-space methods scored by their own maps."""
+    order = ["patchcore", "fewshot"]
+    for m in ("cutpaste", "cutpaste_scar", "bezier", "draem", "memseg", "glass_local", "copypaste"):
+        order += [m, f"{m}+fewshot"]
+    order += ["simplenet", "glass_global"]
+    return table("run | " + HEAD6, summary_rows(
+        summary, order, lambda r: f"`{r}`" + (" (own maps)" if r in ("simplenet", "glass_global") else "")))
+
+
 def tables(corr_mt: dict, corr_washer: dict, verdicts: dict) -> str:
     parts = []
 
@@ -411,12 +422,7 @@ def tables(corr_mt: dict, corr_washer: dict, verdicts: dict) -> str:
 
     mt = load("downstream_magnetic_tile_400.json")
     s = mt["summary"]
-    order = ["patchcore", "fewshot"]
-    for m in ("cutpaste", "cutpaste_scar", "bezier", "draem", "memseg", "glass_local", "copypaste"):
-        order += [m, f"{m}+fewshot"]
-    order += ["simplenet", "glass_global"]
-    add("mt lead", table("run | " + HEAD6, summary_rows(
-        s, order, lambda r: f"`{r}`" + (" (own maps)" if r in ("simplenet", "glass_global") else ""))))
+    add("mt lead", grid_table(s))
     q = mt["quality"]
     meth = corr_mt["methods"]
     add("mt quality", table("method | KID ↓ | FID ↓ | domain Fréchet ↓ | IC-LPIPS | IS (EfficientNet-Lite0)",
@@ -461,12 +467,7 @@ def tables(corr_mt: dict, corr_washer: dict, verdicts: dict) -> str:
     add("adabldm paired", table("comparison (points, 3 seeds; signs per seed) | pixel AP | IAP | IAP90 | AUPRO", rows))
 
     w = load("downstream_embedded_washer_destseg.json")["summary"]
-    order = ["patchcore", "fewshot"]
-    for m in ("cutpaste", "cutpaste_scar", "bezier", "draem", "memseg", "glass_local", "copypaste"):
-        order += [m, f"{m}+fewshot"]
-    order += ["simplenet", "glass_global"]
-    add("washer destseg", table("run | " + HEAD6, summary_rows(
-        w, order, lambda r: f"`{r}`" + (" (own maps)" if r in ("simplenet", "glass_global") else ""))))
+    add("washer destseg", grid_table(w))
 
     dd = load("diad_magnetic_tile_3seeds.json")["summary"]
     add("diad", table("run (3 seeds) | " + HEAD6, summary_rows(dd, ["patchcore", "diad", "fewshot"])))
