@@ -1,6 +1,7 @@
 """Pictures: overlays and image / defect / mask / overlay grids."""
 from __future__ import annotations
 
+import textwrap
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -78,8 +79,8 @@ def grid_figure(rows: Sequence[Sequence[np.ndarray]], row_labels: Sequence[str] 
                 ax.axis("off")
             if i == 0 and j < len(col_labels):
                 ax.set_title(col_labels[j], fontsize=9)
-            if j == 0 and row_labels is not None:
-                ax.set_ylabel(row_labels[i], fontsize=9)
+            if j == 0 and row_labels is not None:  # wrapped to the row's height: long labels ran into their neighbours
+                ax.set_ylabel(textwrap.fill(str(row_labels[i]), max(8, int(cell * 12))), fontsize=9)
     fig.tight_layout()
     return fig
 

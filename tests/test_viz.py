@@ -40,3 +40,18 @@ def test_outline_leaves_the_defect_as_drawn():
     mask[4, 2:7] = True  # a one-pixel-thin scratch: `overlay` would paint all of it
     out = viz.outline(image, mask)
     assert np.allclose(out[mask], 0.5) and np.allclose(out[3, 2:7], (1.0, 0.1, 0.1)) and np.allclose(out[0, 0], 0.5)
+
+
+def test_long_row_labels_wrap_to_the_row_height():
+    """AdaBLDM's gallery labelled rows with whole prompts, which ran into the neighbouring rows' labels."""
+    import matplotlib.pyplot as plt
+
+    from defectlab.viz import grid_figure
+
+    tile = np.zeros((8, 8, 3), np.float32)
+    long = "a magnetic tile with a Uneven defect on its upper left edge"
+    fig = grid_figure([[tile, tile], [tile, tile]], [long, "short"], ("a", "b"), cell=2.0)
+    first, second = (fig.axes[0].get_ylabel(), fig.axes[2].get_ylabel())
+    assert "\n" in first and first.replace("\n", " ") == long
+    assert max(len(line) for line in first.split("\n")) <= 24 and second == "short"
+    plt.close(fig)

@@ -59,7 +59,8 @@ def generate_samples(checkpoint: str | Path, data: str, category: str | None, n:
         sample = Sample(read_image(out / e["file"]), read_mask(out / e["mask"]), {})
         good = goods[i % len(goods)]
         rows.append(viz.sample_row(good, sample) + [viz.zoom(good, sample.mask), viz.zoom(sample.image, sample.mask)])
-        labels.append(e.get("meta", {}).get("prompt", f"{i:05d}"))
+        meta = e.get("meta", {})
+        labels.append(meta.get("defect_type") or meta.get("prompt") or f"{i:05d}")  # the prompt is too long for a row
     fig = viz.grid_figure(rows, labels, ("good", "generated", "mask", "overlay", "good (zoom)", "generated (zoom)"))
     gallery = out / "gallery.png"
     viz.save_figure(fig, gallery)
