@@ -73,10 +73,35 @@ def test_supersimplenet_save_load_init_pairing_and_errors(rng, tmp_path):
 
 def test_feature_noise_never_lands_on_a_real_defect_and_half_the_masks_are_empty():
     det = SuperSimpleNetDetector(**TINY)
-    masks = det._perlin(400, (16, 16), np.random.default_rng(0)).numpy()
+    masks = det._perlin(400, (16, 16), np.random.default_rng(0), det.params.perlin_threshold).numpy()
     empty = (masks.reshape(400, -1).sum(1) == 0).mean()
     assert 0.4 < empty < 0.75  # half emptied on purpose, a few more empty because the noise stays under 0.6
     assert set(np.unique(masks)) <= {0.0, 1.0}
+    loose = det._perlin(400, (16, 16), np.random.default_rng(0), det.params.unsupervised_perlin_threshold).numpy()
+    assert loose.mean() > 2 * masks.mean()  # the unsupervised threshold (0.2) marks larger regions
+
+
+def test_without_defects_the_map_is_not_trained_through_the_classification_head(rng, monkeypatch):
+    """The paper's unsupervised setting (no defect given): the classification head reads the map detached, so the
+    segmentation head's gradient comes from the map losses alone; with real defects the head trains it too."""
+    import torch
+
+    goods = _goods(4, rng)
+    seen = []
+    original = torch.Tensor.detach
+
+    def spy(t):
+        seen.append(tuple(t.shape))
+        return original(t)
+
+    monkeypatch.setattr(torch.Tensor, "detach", spy)
+    SuperSimpleNetDetector(**dict(TINY, steps=1)).fit(goods, [], np.random.default_rng(1), show_progress=False)
+    unsupervised = [s for s in seen if len(s) == 4 and s[1] == 1]  # the (B, 1, h, w) map, detached
+    seen.clear()
+    SuperSimpleNetDetector(**dict(TINY, steps=1)).fit(goods, _bright_square(goods, rng, 2, real=True),
+                                                      np.random.default_rng(1), show_progress=False)
+    supervised = [s for s in seen if len(s) == 4 and s[1] == 1]
+    assert unsupervised and not supervised
 
 
 def test_registry_builds_each_supervised_detector_with_its_step_budget():

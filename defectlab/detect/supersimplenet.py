@@ -43,6 +43,7 @@ class SuperSimpleNetParams:
     hidden: int = 256  # ours: the paper's 1024 hidden channels are for 1536 input channels; Lite0 gives 152
     noise_std: float = 0.015  # SuperSimpleNet Sec. 3.2: N(0, 0.015^2) feature noise
     perlin_threshold: float = 0.6  # SuperSimpleNet code, supervised setting: Perlin noise > 0.6
+    unsupervised_perlin_threshold: float = 0.2  # SuperSimpleNet code, unsupervised setting on MVTec AD (VisA: 0.6)
     perlin_scales: tuple = (0, 6)  # SuperSimpleNet code: 2^U{0..5} lattice cells per axis
     empty_mask_chance: float = 0.5  # SuperSimpleNet code: half of the Perlin masks are emptied ("no_anomaly": empty)
     l1_threshold: float = 0.5  # SuperSimpleNet Eq. 4: truncated L1 margin on the map logits
@@ -92,9 +93,11 @@ def _networks(channels: int, p: SuperSimpleNetParams):
             pooled = [c.amax(dim=(2, 3)), c.mean(dim=(2, 3)), logits.amax(dim=(2, 3)), logits.mean(dim=(2, 3))]
             return self.cls_fc(torch.cat(pooled, dim=1))[:, 0]
 
-        def forward(self, adapted):
+        def forward(self, adapted, stop_grad: bool = False):
+            """`stop_grad`: the classification head learns from the map without training it (the paper's
+            unsupervised setting, where the map's only teacher is the synthetic noise)."""
             logits = self.seg(adapted)
-            return logits, self.classify(adapted, logits)
+            return logits, self.classify(adapted, logits.detach() if stop_grad else logits)
 
     return Heads()
 
@@ -200,6 +203,10 @@ class SuperSimpleNetDetector:
             {"params": heads.seg.parameters(), "lr": p.head_lr, "weight_decay": 1e-5},
             {"params": [*heads.cls_conv.parameters(), *heads.cls_fc.parameters()], "lr": p.head_lr, "weight_decay": 1e-5}])
         sched = torch.optim.lr_scheduler.MultiStepLR(opt, [int(m * p.steps) for m in p.lr_milestones], gamma=p.lr_gamma)
+        # no defect at all: the paper's unsupervised setting (its code's run_unsup): larger Perlin regions, the map
+        # not trained through the classification head, no gradient clipping, no flips
+        unsupervised = not images
+        threshold = p.unsupervised_perlin_threshold if unsupervised else p.perlin_threshold
         heads.train()
         self.losses = []
         bar = progress(range(p.steps), desc=desc) if show_progress else tqdm(range(p.steps), disable=True)
@@ -212,17 +219,17 @@ class SuperSimpleNetDetector:
             full = torch.from_numpy(np.stack(batch_masks).astype(np.float32))[:, None].to(self.device)
             label = full.flatten(1).amax(1)
             feats = self.features(batch_images)
-            if p.flips:  # flipping the cached maps, not the images: the features of a flipped image, nearly
+            if p.flips and not unsupervised:  # flipping the cached maps, not the images: the features of a flipped image, nearly
                 feats, full = _flip(feats, full, rng)
             # DeSTSeg's downsampling (bilinear, then 0.5), as the paper's training script
             mask = (F.interpolate(full, size=(fh, fw), mode="bilinear", align_corners=False) >= 0.5).float()
             adapted = heads.adaptor(feats)
-            noise_mask = self._perlin(len(batch_images), (fh, fw), rng) * (1 - mask)  # never over a real defect
+            noise_mask = self._perlin(len(batch_images), (fh, fw), rng, threshold) * (1 - mask)  # never over a real defect
             noise = torch.randn(adapted.shape, generator=noise_gen).to(self.device) * p.noise_std
             adapted = adapted + noise * noise_mask
             mask = torch.clamp(mask + noise_mask, 0, 1)
             label = torch.maximum(label, mask.flatten(1).amax(1))
-            logits, score = heads(adapted)
+            logits, score = heads(adapted, stop_grad=unsupervised)
             normal, anomalous = logits[mask == 0], logits[mask > 0]
             trunc = sum(x.mean() for x in (torch.clamp(normal + p.l1_threshold, min=0),
                                            torch.clamp(-anomalous + p.l1_threshold, min=0)) if x.numel())
@@ -230,7 +237,7 @@ class SuperSimpleNetDetector:
                 + focal(torch.sigmoid(score), label, p.focal_gamma)
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            if p.clip_grad:
+            if p.clip_grad and not unsupervised:
                 torch.nn.utils.clip_grad_norm_(heads.parameters(), p.clip_grad)
             opt.step()
             sched.step()
@@ -239,8 +246,8 @@ class SuperSimpleNetDetector:
                 bar.set_postfix(loss=f"{np.mean(self.losses[-20:]):.4f}")
         heads.eval().requires_grad_(False)
 
-    def _perlin(self, n: int, shape, rng):
-        """`n` binarised Perlin masks (n, 1, h, w) at the feature resolution, each emptied with
+    def _perlin(self, n: int, shape, rng, threshold: float):
+        """`n` Perlin masks (n, 1, h, w) at the feature resolution, binarised at `threshold`, each emptied with
         `empty_mask_chance` (SuperSimpleNet's anomaly generator)."""
         import torch
 
@@ -249,7 +256,7 @@ class SuperSimpleNetDetector:
         lo, hi = p.perlin_scales
         for i in range(n):
             res = (2 ** int(rng.integers(lo, hi)), 2 ** int(rng.integers(lo, hi)))
-            noise = perlin_noise(shape, res, rng) > p.perlin_threshold
+            noise = perlin_noise(shape, res, rng) > threshold
             if rng.random() >= p.empty_mask_chance:
                 out[i, 0] = noise
         return torch.from_numpy(out).to(self.device)
