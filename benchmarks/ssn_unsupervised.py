@@ -63,6 +63,7 @@ def run(args) -> None:
 
 
 def report(args) -> None:
+    from defectlab.benchmark.tables import fmt, mean_std
     from defectlab.imageio import atomic_write_bytes
 
     points = [json.loads(p.read_text()) for p in sorted(Path(args.report).glob("seed*_*.json"))]
@@ -74,14 +75,11 @@ def report(args) -> None:
     rows = []
     for variant, ps in sorted(by_variant.items()):
         ps.sort(key=lambda p: p["seed"])
-        row = {"variant": variant, "seeds": [p["seed"] for p in ps]}
-        cells = []
-        for k in METRICS:
-            v = np.array([p["metrics"][k] for p in ps])
-            row[k] = {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else None}
-            cells.append(f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" if len(v) > 1 else f"{v.mean():.3f}")
+        row = {"variant": variant, "seeds": [p["seed"] for p in ps],
+               **{k: mean_std([p["metrics"][k] for p in ps]) for k in METRICS}}
         t = np.mean([p["train_seconds"] for p in ps])
-        print(f"| {variant} | {','.join(map(str, row['seeds']))} | " + " | ".join(cells) + f" | {t:.0f} |")
+        print(f"| {variant} | {','.join(map(str, row['seeds']))} | " + " | ".join(fmt(row[k]) for k in METRICS)
+              + f" | {t:.0f} |")
         rows.append(row)
     if args.json:
         atomic_write_bytes(Path(args.json), json.dumps({"table": rows, "points": points}, indent=1).encode())
