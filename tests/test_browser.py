@@ -157,31 +157,97 @@ def test_adabldm_control_panel_in_a_real_browser(jupyterlab):
         driver.quit()
 
 
-def test_the_html_course_opens_in_a_real_browser(tmp_path):
-    """`make course`'s pages in headless Chromium: the index lists every lesson, a click opens the first one
-    with its rendered cells, and its bar leads on to the next lesson."""
+@pytest.fixture(scope="module")
+def course_index(tmp_path_factory):
+    """`make course` built from the committed notebooks' stored outputs (once for this file's course tests)."""
     reason = _missing()
     if reason:
         pytest.skip(reason)
+    from defectlab.course import build_course
+
+    return build_course(tmp_path_factory.mktemp("course") / "course")
+
+
+@pytest.fixture
+def chromium():
     from selenium import webdriver
-    from selenium.webdriver.common.by import By
 
-    from defectlab.course import build_course, lessons
-
-    index = build_course(tmp_path / "course")
-    items = lessons()
     opts = webdriver.ChromeOptions()
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):
         opts.add_argument(arg)
     driver = webdriver.Chrome(options=opts, service=webdriver.ChromeService(shutil.which("chromedriver")))
-    try:
-        driver.get(index.resolve().as_uri())
-        entries = driver.find_elements(By.CSS_SELECTOR, "ol > li > a.lesson")
-        assert [e.text for e in entries] == [it["title"] for it in items]
-        entries[0].click()
-        _wait(driver, "the first lesson", lambda d: d.current_url.endswith(items[0]["page"]), 30)
-        assert driver.find_elements(By.CSS_SELECTOR, ".jp-Cell"), "the lesson shows no notebook cell"
-        driver.find_element(By.PARTIAL_LINK_TEXT, items[1]["title"]).click()
-        _wait(driver, "the second lesson", lambda d: d.current_url.endswith(items[1]["page"]), 30)
-    finally:
-        driver.quit()
+    yield driver
+    driver.quit()
+
+
+def test_the_html_course_opens_in_a_real_browser(course_index, chromium):
+    """`make course`'s pages in headless Chromium: the index lists every lesson, a click opens the first one
+    with its rendered cells, and its bar leads on to the next lesson."""
+    from selenium.webdriver.common.by import By
+
+    from defectlab.course import lessons
+
+    index, items, driver = course_index, lessons(), chromium
+    driver.get(index.resolve().as_uri())
+    entries = driver.find_elements(By.CSS_SELECTOR, "ol > li > a.lesson")
+    assert [e.text for e in entries] == [it["title"] for it in items]
+    entries[0].click()
+    _wait(driver, "the first lesson", lambda d: d.current_url.endswith(items[0]["page"]), 30)
+    assert driver.find_elements(By.CSS_SELECTOR, ".jp-Cell"), "the lesson shows no notebook cell"
+    driver.find_element(By.PARTIAL_LINK_TEXT, items[1]["title"]).click()
+    _wait(driver, "the second lesson", lambda d: d.current_url.endswith(items[1]["page"]), 30)
+
+
+# what no page of the course may show: the machine that built it (its home, cache, checkout or temporary folders)
+def _machine_paths() -> list[str]:
+    import tempfile
+
+    found = {str(Path.home()), str(REPO), str(REPO.parent), tempfile.gettempdir(), "/root/", "/tmp/"}
+    return sorted({p.rstrip("/") + "/" for p in found if len(p) > 1})
+
+
+PAGE_REPORT = """
+const imgs = Array.from(document.images);
+const md = Array.from(document.querySelectorAll('.jp-MarkdownOutput')).map(e => {
+  const c = e.cloneNode(true); c.querySelectorAll('code, pre, math').forEach(x => x.remove()); return c.innerText; });
+return {
+  loading: imgs.filter(i => !i.complete).length,
+  broken: imgs.filter(i => i.complete && i.naturalWidth === 0).map(i => (i.getAttribute('src') || '').slice(0, 80)),
+  figures: document.querySelectorAll('.jp-OutputArea-output img, .jp-MarkdownOutput img').length,
+  stderr: Array.from(document.querySelectorAll(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']"))
+            .map(e => e.innerText.slice(0, 200)),
+  dumps: Array.from(document.querySelectorAll(".jp-OutputArea-output[data-mime-type='text/plain'], "
+                  + ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stdout']"))
+           .map(e => e.innerText.trim().split('\\n')).filter(l => l.length > 10).map(l => l.slice(0, 2).join(' / ')),
+  text: document.body.innerText,
+  markdown: md,
+};"""
+
+
+def test_every_course_page_reads_clean_in_a_real_browser(course_index, chromium):
+    """Issue #38: each page of the built course (the committed outputs) opened in Chromium: every image loads, at
+    least one figure per lesson, no traceback, no stderr block, no text output over 10 lines (a table or a plot
+    belongs there), no path of the building machine, no raw `$…$`."""
+    import re
+
+    from defectlab.course import lessons
+
+    driver, problems = chromium, []
+    paths = _machine_paths()
+    raw_math = re.compile(r"\$\$|\$(?=\S)[^$\n]+?(?<=\S)\$")
+    for page in ["index.html"] + [it["page"] for it in lessons()]:
+        driver.get((course_index.parent / page).resolve().as_uri())
+        report = _wait(driver, f"the images of {page} to load",
+                       lambda d: (r := d.execute_script(PAGE_REPORT))["loading"] == 0 and r, 60)
+        where = f"{page}:"
+        problems += [f"{where} image does not load ({src})" for src in report["broken"]]
+        if page != "index.html" and report["figures"] == 0:
+            problems.append(f"{where} no figure")
+        problems += [f"{where} stderr block: {text!r}" for text in report["stderr"]]
+        problems += [f"{where} a text output of more than 10 lines, starting {text!r}" for text in report["dumps"]]
+        if "Traceback (most recent call last)" in report["text"]:
+            problems.append(f"{where} a traceback")
+        problems += [f"{where} shows the machine path {p!r}" for p in paths if p in report["text"]]
+        problems += [f"{where} unrendered math {m.group(0)[:60]!r}" for t in report["markdown"]
+                     for m in raw_math.finditer(t)]
+    assert not problems, "\n".join(problems)
