@@ -141,6 +141,13 @@ def goals() -> list[dict]:
     goal("simplenet_pixel_auroc", "16, 34", "`simplenet` row (unsupervised), Magnetic Tile pixel AUROC", ">= 0.85",
          f"{sn['mean']:.3f} ± {sn['std']:.3f} (3 seeds)", _status(sn["mean"] >= 0.85),
          "downstream_magnetic_tile_400.json", "defectlab benchmark ... --methods ...,simplenet,glass_global")
+    unsup = {r["variant"]: r for r in load("ssn_unsupervised_mt.json")["table"]}
+    for variant, r in unsup.items():
+        pa, n = r["pixel_auroc"], len(r["seeds"])
+        spread = f" ± {pa['std']:.3f}" if n > 1 else ""
+        goal(f"ssn_unsupervised_pixel_auroc_{variant}", 34, f"SuperSimpleNet unsupervised ({variant}), Magnetic Tile "
+             "pixel AUROC", ">= 0.85", f"{pa['mean']:.3f}{spread} ({n} seed{'s' if n > 1 else ''})",
+             _status(pa["mean"] >= 0.85), "ssn_unsupervised_mt.json", "benchmarks/ssn_unsupervised.py")
     share = load("real_share_destseg_mt.json")["table"]
     cp = next(r for r in share if r["run"] == "copypaste+fewshot" and r["real_share"] == 0.75)["pixel_ap"]
     goal("copypaste_not_below_destseg", 34, "`copypaste+fewshot` not below `fewshot` by more than its interval, "
