@@ -175,7 +175,8 @@ class SuperSimpleNetDetector:
             init_rng: np.random.Generator | None = None, show_progress: bool = True,
             desc: str = "supersimplenet") -> "SuperSimpleNetDetector":
         """Train on `goods` and `defects` (`Sample`s: real ones marked `meta["real"]`, synthetic ones not).
-        With no defect at all it trains on the feature-level anomalies alone (the paper's unsupervised mode).
+        With no defect at all it trains on the feature-level anomalies alone, in the paper's unsupervised setting
+        (`unsupervised_perlin_threshold`, the map detached into the classification head, no clipping, no flips).
         `synth`: a pixel-level synthesis method, drawn `synth_pool` times up front. `init_rng`: the networks'
         initialisation (default: from `rng`); runs that should be paired share one."""
         goods, defects, images, masks = training_inputs(goods, defects, rng, foregrounds, synth, self.params.synth_pool,
@@ -219,12 +220,12 @@ class SuperSimpleNetDetector:
             full = torch.from_numpy(np.stack(batch_masks).astype(np.float32))[:, None].to(self.device)
             label = full.flatten(1).amax(1)
             feats = self.features(batch_images)
-            if p.flips and not unsupervised:  # flipping the cached maps, not the images: the features of a flipped image, nearly
+            if p.flips and not unsupervised:  # the cached maps flipped, not the images: a flipped image's features, nearly
                 feats, full = _flip(feats, full, rng)
             # DeSTSeg's downsampling (bilinear, then 0.5), as the paper's training script
             mask = (F.interpolate(full, size=(fh, fw), mode="bilinear", align_corners=False) >= 0.5).float()
             adapted = heads.adaptor(feats)
-            noise_mask = self._perlin(len(batch_images), (fh, fw), rng, threshold) * (1 - mask)  # never over a real defect
+            noise_mask = self._perlin(len(batch_images), (fh, fw), rng, threshold) * (1 - mask)  # never on a real defect
             noise = torch.randn(adapted.shape, generator=noise_gen).to(self.device) * p.noise_std
             adapted = adapted + noise * noise_mask
             mask = torch.clamp(mask + noise_mask, 0, 1)
