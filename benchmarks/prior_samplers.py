@@ -32,7 +32,6 @@ def samplers(kw: dict) -> dict:
 
 def main(argv=None) -> int:
     import torch
-    from diffusers import DDPMScheduler
 
     from defectlab.bench import write_result
     from defectlab.metrics.fid_kid import kid
@@ -48,28 +47,16 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     prior = embedded_prior("washer", train=False, show_progress=False)
     goods, held = embedded_goods("washer")
+    held = list(views(held, prior.size))
     real = encode(prior.autoencoder, views(goods[:64], prior.size), False, show_progress=False)
     out = {"prior": prior.record["fingerprint"][:16], "real_latent_std": float(real.std()), "samplers": {}}
     kw = dict(num_train_timesteps=M.NUM_TRAIN_TIMESTEPS, beta_start=M.BETA_START, beta_end=M.BETA_END,
               beta_schedule="scaled_linear")
-    side = prior.size // prior.autoencoder.factor
     for name, (make, steps) in samplers(kw).items():
         t0 = time.time()
-        gen = torch.Generator().manual_seed(0)
-        chunks = []
-        with torch.no_grad():
-            for start in range(0, args.samples, 25):
-                z = torch.randn((min(25, args.samples - start), prior.autoencoder.channels, side, side), generator=gen)
-                sched = make()
-                sched.set_timesteps(steps)
-                for t in sched.timesteps:
-                    eps = prior.unet(z, t).sample
-                    z = (sched.step(eps, t, z, generator=gen) if isinstance(sched, DDPMScheduler)
-                         else sched.step(eps, t, z)).prev_sample
-                chunks.append(z)
-            z = torch.cat(chunks)
-            images = prior.autoencoder.decode(z).clamp(0, 1).permute(0, 2, 3, 1).numpy()
-        k = kid(list(views(held, prior.size)), list(images))
+        z = prior.sample_latents(args.samples, torch.Generator().manual_seed(0), steps, batch=25, scheduler=make)
+        images = prior.autoencoder.decode(z).clamp(0, 1).permute(0, 2, 3, 1).numpy()
+        k = kid(held, list(images))
         out["samplers"][name] = {"kid": k.mean, "kid_std": k.std, "latent_std": float(z.std()),
                                  "seconds": round(time.time() - t0)}
         print(name, out["samplers"][name], flush=True)

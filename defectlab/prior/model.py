@@ -68,16 +68,19 @@ class DomainPrior:
         return self.params.size
 
     @torch.no_grad()
-    def sample_latents(self, n: int, generator: torch.Generator, steps: int = 50, batch: int = 16) -> torch.Tensor:
-        """`n` latents drawn by DDIM from pure noise (eta 0: the noise is the only randomness)."""
+    def sample_latents(self, n: int, generator: torch.Generator, steps: int = 50, batch: int = 16,
+                       scheduler=ddim_scheduler) -> torch.Tensor:
+        """`n` latents drawn from pure noise; by default by DDIM (eta 0: the noise is the only randomness).
+        `scheduler`: a function returning another diffusers scheduler; one whose `step` draws noise (ancestral DDPM,
+        DDIM with eta > 0) draws it from `generator` too."""
         side = self.params.size // self.autoencoder.factor
         out = []
         for start in range(0, n, batch):
             z = torch.randn((min(batch, n - start), self.autoencoder.channels, side, side), generator=generator)
-            sched = ddim_scheduler()
+            sched = scheduler()
             sched.set_timesteps(steps)
             for t in sched.timesteps:
-                z = sched.step(self.unet(z, t).sample, t, z).prev_sample
+                z = sched.step(self.unet(z, t).sample, t, z, generator=generator).prev_sample
             out.append(z)
         return torch.cat(out)
 
